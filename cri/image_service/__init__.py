@@ -1,0 +1,5 @@
+"""The CRI ImageService."""
+
+from cri.image_service.service import ImageService
+
+__all__ = ["ImageService"]

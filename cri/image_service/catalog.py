@@ -1,0 +1,158 @@
+"""The CRI view of images: metadata records grouped by image id.
+
+containerd's CRI keeps three image records per pull (by tag, by repo digest and
+by id), all pointing at the same target. Here they are read back and grouped by
+the config digest they lead to, which is the CRI image id. Resolving a target to
+its config reads immutable content, so the result is cached by target digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+
+from errdefs import InvalidArgument, NotFound
+from store import mediatypes
+from store.content import ContentStore
+from store.descriptor import Descriptor, ImageConfig, Index, Manifest
+from store.digest import Digest
+from store.metadata import ImageRecord, MetadataDB
+from store.platforms import Platform
+from store.reference import Reference
+
+__all__ = ["CRIImage", "ImageCatalog", "chain_id", "image_record_labels"]
+
+# The label containerd's CRI sets on the image records it manages.
+LABEL_MANAGED = "io.cri-containerd.image"
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    manifest: Descriptor
+    config: Descriptor
+    image_config: ImageConfig
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class CRIImage:
+    id: str
+    names: tuple[str, ...]
+    repo_tags: tuple[str, ...]
+    repo_digests: tuple[str, ...]
+    size: int
+    target: Descriptor
+    manifest: Descriptor
+    config: ImageConfig
+
+    @property
+    def chain_id(self) -> str:
+        return str(chain_id(self.config.diff_ids))
+
+
+class ImageCatalog:
+    def __init__(self, db: MetadataDB, content: ContentStore, namespace: str, platform: Platform) -> None:
+        self._db = db
+        self._content = content
+        self._namespace = namespace
+        self._platform = platform
+        self._resolved: dict[Digest, _Resolved] = {}
+        self._lock = threading.Lock()
+
+    def list(self) -> list[CRIImage]:
+        groups: dict[Digest, list[ImageRecord]] = defaultdict(list)
+        for record in self._db.list_images(self._namespace):
+            try:
+                resolved = self._resolve_target(record.target)
+            except (NotFound, InvalidArgument):
+                continue  # a record whose content is gone or foreign is not a CRI image
+            groups[resolved.config.digest].append(record)
+        return [self._image(records) for records in groups.values()]
+
+    def get(self, ref_or_id: str) -> CRIImage:
+        """Find an image by id, id prefix, or reference, as containerd's CRI resolves them."""
+        images = self.list()
+        by_id = {image.id: image for image in images}
+        if ref_or_id in by_id:
+            return by_id[ref_or_id]
+        name = _normalize(ref_or_id)
+        for image in images:
+            if name in image.names:
+                return image
+        prefix = ref_or_id.removeprefix("sha256:")
+        matches = [image for image in images if image.id.removeprefix("sha256:").startswith(prefix)]
+        if prefix and len(matches) == 1:
+            return matches[0]
+        raise NotFound(f"image {ref_or_id!r}: not found")
+
+    def _image(self, records: list[ImageRecord]) -> CRIImage:
+        resolved = self._resolve_target(records[0].target)
+        names = tuple(sorted(r.name for r in records))
+        tags, digests = [], []
+        for name in names:
+            if name.startswith("sha256:"):
+                continue
+            # As containerd: a name:tag@digest reference counts as both.
+            ref = Reference.parse(name)
+            if ref.digest:
+                digests.append(name)
+            if ref.tag:
+                tags.append(name)
+        return CRIImage(str(resolved.config.digest), names, tuple(tags), tuple(digests), resolved.size,
+                        records[0].target, resolved.manifest, resolved.image_config)
+
+    def _resolve_target(self, target: Descriptor) -> _Resolved:
+        with self._lock:
+            cached = self._resolved.get(target.digest)
+        if cached is not None:
+            return cached
+        resolved = self._read(target)
+        with self._lock:
+            self._resolved[target.digest] = resolved
+        return resolved
+
+    def _read(self, target: Descriptor) -> _Resolved:
+        size = target.size
+        manifest_desc = target
+        if target.media_type in mediatypes.INDEX_TYPES:
+            index = Index.parse(target.media_type, self._content.read(target.digest))
+            manifest_desc = self._local_manifest(index)
+            size += manifest_desc.size
+        manifest = Manifest.parse(manifest_desc.media_type, self._content.read(manifest_desc.digest))
+        config = ImageConfig.parse(self._content.read(manifest.config.digest))
+        size += manifest.config.size + sum(layer.size for layer in manifest.layers)
+        return _Resolved(manifest_desc, manifest.config, config, size)
+
+    def _local_manifest(self, index: Index) -> Descriptor:
+        """The best manifest for this platform among those actually pulled."""
+        ranked = []
+        for position, desc in enumerate(index.manifests):
+            rank = 0 if desc.platform is None else self._platform.rank(desc.platform)
+            if rank is not None and self._content.exists(desc.digest):
+                ranked.append((rank, position, desc))
+        if not ranked:
+            raise NotFound("no manifest for this platform in the image index")
+        return min(ranked, key=lambda item: item[:2])[2]
+
+
+def _normalize(ref_or_id: str) -> str:
+    try:
+        return str(Reference.parse(ref_or_id))
+    except InvalidArgument:
+        return ref_or_id
+
+
+def chain_id(diff_ids: tuple[Digest, ...]) -> Digest:
+    """``chain[0] = diff[0]``, ``chain[i] = sha256(chain[i-1] + " " + diff[i])``."""
+    if not diff_ids:
+        raise InvalidArgument("an image without layers has no chain ID")
+    current = diff_ids[0]
+    for diff_id in diff_ids[1:]:
+        current = Digest("sha256", hashlib.sha256(f"{current} {diff_id}".encode()).hexdigest())
+    return current
+
+
+def image_record_labels() -> dict[str, str]:
+    return {LABEL_MANAGED: "managed"}

@@ -1,0 +1,40 @@
+"""CRI messages built from catalog images, as containerd's CRI fills them."""
+
+from __future__ import annotations
+
+import json
+
+from cri.api.runtime.v1 import api_pb2
+from cri.image_service.catalog import CRIImage
+
+__all__ = ["to_cri_image", "verbose_info"]
+
+
+def to_cri_image(image: CRIImage) -> api_pb2.Image:
+    cri = api_pb2.Image(
+        id=image.id,
+        repo_tags=list(image.repo_tags),
+        repo_digests=list(image.repo_digests),
+        size=image.size,
+        spec=api_pb2.ImageSpec(image=image.id),
+    )
+    uid, username = user_of(image.config.user)
+    if uid is not None:
+        cri.uid.value = uid
+    cri.username = username
+    return cri
+
+
+def user_of(user: str) -> tuple[int | None, str]:
+    """``1000`` → uid 1000; ``nginx:nginx`` → username nginx; the group part is ignored."""
+    name = user.partition(":")[0]
+    if not name:
+        return None, ""
+    if name.isdigit():
+        return int(name), ""
+    return None, name
+
+
+def verbose_info(image: CRIImage) -> dict[str, str]:
+    """``ImageStatus(verbose)`` info: the chain ID and the whole image config."""
+    return {"info": json.dumps({"chainID": image.chain_id, "imageSpec": image.config.raw})}

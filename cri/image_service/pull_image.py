@@ -1,0 +1,60 @@
+"""PullImage: fetch an image and name it by tag, repo digest and id, as containerd's CRI does."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+from cri.api.runtime.v1 import api_pb2
+from cri.constants import CRI_NAMESPACE
+from cri.image_service.catalog import image_record_labels
+from store.metadata import ImageRecord, Tx
+from store.pull import PulledImage
+from store.reference import Reference
+from store.remote import Credentials
+
+if TYPE_CHECKING:
+    from cri.image_service.service import ImageService
+
+log = structlog.get_logger(__name__)
+
+
+def pull_image(svc: ImageService, request: api_pb2.PullImageRequest) -> api_pb2.PullImageResponse:
+    ref = Reference.parse(request.image.image)
+    credentials = _credentials(svc, request, ref)
+    try:
+        with svc.metrics.pull():
+            image = svc.puller.pull(CRI_NAMESPACE, ref, credentials, record=_record_names)
+    except BaseException:
+        # Blobs of a failed pull are garbage once its lease is gone; only resumable ingests stay.
+        svc.collect_garbage()
+        raise
+    log.info("image.pulled", ref=str(ref), image=str(image.config.digest), target=str(image.target.digest))
+    return api_pb2.PullImageResponse(image_ref=str(image.config.digest))
+
+
+def image_names(image: PulledImage) -> list[str]:
+    ref = image.reference
+    names = {str(ref), str(image.config.digest), str(ref.with_digest(image.target.digest))}
+    if ref.tag:
+        names.add(f"{ref.name}:{ref.tag}")
+    return sorted(names)
+
+
+def _record_names(tx: Tx, image: PulledImage) -> None:
+    for name in image_names(image):
+        tx.put_image(CRI_NAMESPACE, ImageRecord(name, image.target, image_record_labels()))
+
+
+def _credentials(svc: ImageService, request: api_pb2.PullImageRequest, ref: Reference) -> Credentials | None:
+    if request.HasField("auth"):
+        auth = request.auth
+        given = Credentials.from_cri(auth.username, auth.password, auth.auth, auth.identity_token)
+        if given is not None:
+            return given
+    configured = svc.config.registry.auths.get(ref.domain)
+    if configured is None:
+        return None
+    return Credentials.from_cri(configured.username, configured.password, configured.auth,
+                                configured.identity_token)

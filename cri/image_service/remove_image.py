@@ -1,0 +1,37 @@
+"""RemoveImage: drop every name of the image, then collect what nothing refers to."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+from cri.api.runtime.v1 import api_pb2
+from cri.constants import CRI_NAMESPACE
+from errdefs import InvalidArgument, NotFound
+
+if TYPE_CHECKING:
+    from cri.image_service.service import ImageService
+
+log = structlog.get_logger(__name__)
+
+
+def remove_image(svc: ImageService, request: api_pb2.RemoveImageRequest) -> api_pb2.RemoveImageResponse:
+    ref = request.image.image
+    if not ref:
+        raise InvalidArgument("image reference must not be empty")
+    try:
+        image = svc.catalog.get(ref)
+    except NotFound:
+        # The CRI spec: "This call is idempotent, and must not return an error if the image has already
+        # been removed."
+        return api_pb2.RemoveImageResponse()
+    with svc.db.transaction() as tx:
+        for name in image.names:
+            try:
+                tx.delete_image(CRI_NAMESPACE, name)
+            except NotFound:
+                pass  # removed concurrently
+    result = svc.collect_garbage()
+    log.info("image.removed", image=image.id, names=list(image.names), blobs_removed=len(result.removed_blobs))
+    return api_pb2.RemoveImageResponse()

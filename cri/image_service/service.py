@@ -1,0 +1,70 @@
+"""The CRI ImageService: one module per RPC, sharing the store held here."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from cri.api.runtime.v1 import api_pb2, api_pb2_grpc
+from cri.config import Config
+from cri.constants import CRI_NAMESPACE
+from cri.image_service.catalog import ImageCatalog
+from cri.image_service.image_fs_info import image_fs_info
+from cri.image_service.image_status import image_status
+from cri.image_service.list_images import list_images
+from cri.image_service.pull_image import pull_image
+from cri.image_service.remove_image import remove_image
+from cri.metrics import Metrics
+from store.content import ContentStore
+from store.gc import GCResult, collect
+from store.metadata import MetadataDB
+from store.platforms import Platform, default_platform
+from store.pull import Puller
+from store.remote import HostsConfig
+
+__all__ = ["ImageService"]
+
+CONTENT_DIR = "io.containerd.content.v1.content"
+METADATA_DB = "io.containerd.metadata.v1.sqlite/meta.db"
+
+
+class ImageService(api_pb2_grpc.ImageServiceServicer):  # type: ignore[misc]
+    def __init__(self, config: Config, metrics: Metrics, platform: Platform) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.content = ContentStore(config.root / CONTENT_DIR)
+        self.db = MetadataDB(config.root / METADATA_DB)
+        self.catalog = ImageCatalog(self.db, self.content, CRI_NAMESPACE, platform)
+        self.puller = Puller(
+            self.content, self.db, HostsConfig(config.registry.config_path), platform=platform,
+            max_concurrent_downloads=config.image.max_concurrent_downloads,
+            progress_timeout=config.image.pull_progress_timeout or float("inf"),
+            on_bytes=metrics.add_pull_bytes,
+        )
+        self._gc_lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: Config, metrics: Metrics) -> ImageService:
+        return cls(config, metrics, default_platform())
+
+    def close(self) -> None:
+        self.db.close()
+
+    def collect_garbage(self) -> GCResult:
+        with self._gc_lock:
+            return collect(self.db, self.content)
+
+    def PullImage(self, request: Any, context: Any) -> api_pb2.PullImageResponse:
+        return pull_image(self, request)
+
+    def ListImages(self, request: Any, context: Any) -> api_pb2.ListImagesResponse:
+        return list_images(self, request)
+
+    def ImageStatus(self, request: Any, context: Any) -> api_pb2.ImageStatusResponse:
+        return image_status(self, request)
+
+    def RemoveImage(self, request: Any, context: Any) -> api_pb2.RemoveImageResponse:
+        return remove_image(self, request)
+
+    def ImageFsInfo(self, request: Any, context: Any) -> api_pb2.ImageFsInfoResponse:
+        return image_fs_info(self, request)

@@ -1,0 +1,254 @@
+"""The local content store: read-only blobs named by digest, resumable ingests.
+
+Layout as containerd's ``content/local``::
+
+    <root>/blobs/sha256/<hex>                 committed, mode 0444
+    <root>/ingest/<sha256 of ref>/data        bytes received so far
+                                 /ref, total, startedat, updatedat
+
+A blob only ever appears by an atomic rename of a fully verified ingest, so a
+digest or size mismatch never yields a blob. The store knows nothing of labels,
+namespaces or references; those live in the metadata database above it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from errdefs import DataLoss, InvalidArgument, NotFound
+from store.digest import Digest
+
+__all__ = ["BlobInfo", "ContentStore", "IngestStatus", "Writer"]
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    digest: Digest
+    size: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IngestStatus:
+    ref: str
+    offset: int
+    total: int
+    started_at: datetime
+    updated_at: datetime
+
+
+class ContentStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        (root / "ingest").mkdir(parents=True, exist_ok=True)
+        self._ref_locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def blob_path(self, digest: Digest) -> Path:
+        return self.root / "blobs" / digest.algorithm / digest.hex
+
+    def info(self, digest: Digest) -> BlobInfo:
+        try:
+            st = self.blob_path(digest).stat()
+        except FileNotFoundError:
+            raise NotFound(f"content {digest}: not found") from None
+        return BlobInfo(digest, st.st_size, _time(st.st_ctime), _time(st.st_mtime))
+
+    def exists(self, digest: Digest) -> bool:
+        return self.blob_path(digest).exists()
+
+    def open(self, digest: Digest) -> BinaryIO:
+        try:
+            return self.blob_path(digest).open("rb")
+        except FileNotFoundError:
+            raise NotFound(f"content {digest}: not found") from None
+
+    def read(self, digest: Digest) -> bytes:
+        with self.open(digest) as f:
+            return f.read()
+
+    def delete(self, digest: Digest) -> None:
+        try:
+            self.blob_path(digest).unlink()
+        except FileNotFoundError:
+            raise NotFound(f"content {digest}: not found") from None
+
+    def walk(self) -> Iterator[BlobInfo]:
+        for algorithm_dir in (self.root / "blobs").iterdir():
+            for path in algorithm_dir.iterdir():
+                try:
+                    yield self.info(Digest(algorithm_dir.name, path.name))
+                except NotFound:
+                    continue  # removed while walking
+
+    def usage(self) -> tuple[int, int]:
+        """Bytes and inodes the blobs use."""
+        total, inodes = 0, 0
+        for info in self.walk():
+            total += info.size
+            inodes += 1
+        return total, inodes
+
+    @contextmanager
+    def writer(self, ref: str, expected: Digest, total: int) -> Iterator[Writer]:
+        """Open the ingest for ``ref``, resuming what is on disk; one writer per ref at a time.
+
+        A second caller for the same ref waits until the first is done, so two
+        pulls of one image download each blob once.
+        """
+        if not ref:
+            raise InvalidArgument("ingest ref must not be empty")
+        with self._lock_for(ref):
+            writer = Writer(self, self._ingest_dir(ref), ref, expected, total)
+            try:
+                yield writer
+            finally:
+                writer.close()
+
+    def ingests(self) -> list[IngestStatus]:
+        statuses = []
+        for path in (self.root / "ingest").iterdir():
+            status = _read_status(path)
+            if status is not None:
+                statuses.append(status)
+        return statuses
+
+    def ingest_status(self, ref: str) -> IngestStatus:
+        status = _read_status(self._ingest_dir(ref))
+        if status is None:
+            raise NotFound(f"ingest {ref!r}: not found")
+        return status
+
+    def abort(self, ref: str) -> None:
+        path = self._ingest_dir(ref)
+        if not path.exists():
+            raise NotFound(f"ingest {ref!r}: not found")
+        with self._lock_for(ref):
+            shutil.rmtree(path, ignore_errors=True)
+
+    def _ingest_dir(self, ref: str) -> Path:
+        return self.root / "ingest" / hashlib.sha256(ref.encode()).hexdigest()
+
+    def _lock_for(self, ref: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._ref_locks.setdefault(ref, threading.Lock())
+
+
+class Writer:
+    """Appends to an ingest while hashing; ``commit`` verifies and publishes the blob."""
+
+    def __init__(self, store: ContentStore, path: Path, ref: str, expected: Digest, total: int) -> None:
+        self._store = store
+        self._path = path
+        self.expected = expected
+        self.total = total
+        self._hash = expected.hasher()
+        path.mkdir(exist_ok=True)
+        _write_once(path / "ref", ref)
+        _write_once(path / "startedat", _now_text())
+        (path / "total").write_text(str(total))
+        self._file = (path / "data").open("a+b")
+        self.offset = self._rehash()
+
+    def _rehash(self) -> int:
+        """Hash what an earlier, interrupted download left, so it can resume."""
+        self._file.seek(0)
+        offset = 0
+        while chunk := self._file.read(_CHUNK):
+            if offset + len(chunk) > self.total:
+                self.truncate()
+                return 0
+            self._hash.update(chunk)
+            offset += len(chunk)
+        return offset
+
+    def write(self, data: bytes) -> None:
+        if self.offset + len(data) > self.total:
+            raise DataLoss(f"content {self.expected}: more than the expected {self.total} bytes")
+        self._file.write(data)
+        self._hash.update(data)
+        self.offset += len(data)
+
+    def truncate(self) -> None:
+        """Start over, e.g. when a server ignores a Range request."""
+        self._file.seek(0)
+        self._file.truncate()
+        self._hash = self.expected.hasher()
+        self.offset = 0
+
+    def commit(self) -> None:
+        self._file.flush()
+        (self._path / "updatedat").write_text(_now_text())
+        actual = self._hash.hexdigest()
+        if self.offset != self.total or actual != self.expected.hex:
+            self.discard()
+            raise DataLoss(
+                f"content {self.expected}: got {self.offset} bytes with digest "
+                f"{self.expected.algorithm}:{actual}, expected {self.total} bytes"
+            )
+        os.fsync(self._file.fileno())
+        self._file.close()
+        target = self._store.blob_path(self.expected)
+        data = self._path / "data"
+        data.chmod(0o444)
+        os.rename(data, target)
+        _fsync_dir(target.parent)
+        shutil.rmtree(self._path, ignore_errors=True)
+
+    def discard(self) -> None:
+        self._file.close()
+        shutil.rmtree(self._path, ignore_errors=True)
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+            (self._path / "updatedat").write_text(_now_text())
+            self._file.close()
+
+
+def _read_status(path: Path) -> IngestStatus | None:
+    try:
+        data = (path / "data").stat()
+        return IngestStatus(
+            ref=(path / "ref").read_text(),
+            offset=data.st_size,
+            total=int((path / "total").read_text() or 0),
+            started_at=datetime.fromisoformat((path / "startedat").read_text()),
+            updated_at=_time(data.st_mtime),
+        )
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _write_once(path: Path, text: str) -> None:
+    if not path.exists():
+        path.write_text(text)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _time(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _now_text() -> str:
+    return datetime.now(UTC).isoformat()

@@ -1,0 +1,305 @@
+"""The metadata database: namespaces, images, content labels and leases.
+
+SQLite in WAL mode with one connection guarded by a lock: readers never block
+the writer on disk, and in-process access is serialised. The schema is
+versioned with ``PRAGMA user_version``; each entry of ``_MIGRATIONS`` moves it
+one version forward, inside a transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from errdefs import AlreadyExists, NotFound, Unavailable
+from store.descriptor import Descriptor
+from store.digest import Digest
+
+__all__ = ["ContentRecord", "ImageRecord", "Lease", "MetadataDB", "Tx"]
+
+_MIGRATIONS = [
+    """
+    CREATE TABLE namespaces (
+        name TEXT PRIMARY KEY, labels TEXT NOT NULL DEFAULT '{}', created_at TEXT NOT NULL);
+    CREATE TABLE images (
+        namespace TEXT NOT NULL REFERENCES namespaces(name), name TEXT NOT NULL,
+        media_type TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,
+        labels TEXT NOT NULL DEFAULT '{}', created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        PRIMARY KEY (namespace, name));
+    CREATE INDEX images_by_digest ON images(namespace, digest);
+    CREATE TABLE content (
+        namespace TEXT NOT NULL REFERENCES namespaces(name), digest TEXT NOT NULL,
+        size INTEGER NOT NULL, labels TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        PRIMARY KEY (namespace, digest));
+    CREATE TABLE leases (
+        namespace TEXT NOT NULL REFERENCES namespaces(name), id TEXT NOT NULL,
+        labels TEXT NOT NULL DEFAULT '{}', created_at TEXT NOT NULL,
+        PRIMARY KEY (namespace, id));
+    CREATE TABLE lease_resources (
+        namespace TEXT NOT NULL, lease_id TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL,
+        PRIMARY KEY (namespace, lease_id, kind, key),
+        FOREIGN KEY (namespace, lease_id) REFERENCES leases(namespace, id) ON DELETE CASCADE);
+    """,
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    name: str
+    target: Descriptor
+    labels: dict[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContentRecord:
+    digest: Digest
+    size: int
+    labels: dict[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    id: str
+    labels: dict[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+
+
+class MetadataDB:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.RLock()
+        with self._translate():
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """One atomic unit of reads and writes; rolled back if the block raises."""
+        with self._lock, self._translate():
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield Tx(self._conn)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    # Conveniences for single reads.
+    def list_images(self, namespace: str) -> list[ImageRecord]:
+        with self.transaction() as tx:
+            return tx.list_images(namespace)
+
+    def get_image(self, namespace: str, name: str) -> ImageRecord:
+        with self.transaction() as tx:
+            return tx.get_image(namespace, name)
+
+    def list_content(self, namespace: str) -> list[ContentRecord]:
+        with self.transaction() as tx:
+            return tx.list_content(namespace)
+
+    def get_content(self, namespace: str, digest: Digest) -> ContentRecord:
+        with self.transaction() as tx:
+            return tx.get_content(namespace, digest)
+
+    def _migrate(self) -> None:
+        version = self.schema_version
+        for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+            self._conn.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
+
+    @contextmanager
+    def _translate(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.IntegrityError as exc:
+            raise AlreadyExists(f"metadata: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise Unavailable(f"metadata database: {exc}") from exc
+
+
+class Tx:
+    """Reads and writes inside one transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def ensure_namespace(self, namespace: str) -> None:
+        self._conn.execute(
+            "INSERT OR IGNORE INTO namespaces(name, created_at) VALUES (?, ?)", (namespace, _now()))
+
+    def namespaces(self) -> list[str]:
+        return [row[0] for row in self._conn.execute("SELECT name FROM namespaces ORDER BY name")]
+
+    # Images.
+    def put_image(self, namespace: str, image: ImageRecord) -> ImageRecord:
+        """Create or update an image; ``created_at`` survives an update, as in containerd."""
+        self.ensure_namespace(namespace)
+        now = _now()
+        target = image.target
+        self._conn.execute(
+            """INSERT INTO images(namespace, name, media_type, digest, size, labels, created_at, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT(namespace, name) DO UPDATE SET media_type=excluded.media_type,
+                 digest=excluded.digest, size=excluded.size, labels=excluded.labels,
+                 updated_at=excluded.updated_at""",
+            (namespace, image.name, target.media_type, str(target.digest), target.size,
+             _labels(image.labels), now, now),
+        )
+        return self.get_image(namespace, image.name)
+
+    def get_image(self, namespace: str, name: str) -> ImageRecord:
+        row = self._conn.execute(
+            f"SELECT {_IMAGE_COLUMNS} FROM images WHERE namespace=? AND name=?", (namespace, name)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"image {name!r}: not found")
+        return _image(row)
+
+    def list_images(self, namespace: str) -> list[ImageRecord]:
+        rows = self._conn.execute(
+            f"SELECT {_IMAGE_COLUMNS} FROM images WHERE namespace=? ORDER BY name", (namespace,))
+        return [_image(row) for row in rows]
+
+    def delete_image(self, namespace: str, name: str) -> None:
+        cur = self._conn.execute("DELETE FROM images WHERE namespace=? AND name=?", (namespace, name))
+        if cur.rowcount == 0:
+            raise NotFound(f"image {name!r}: not found")
+
+    def image_targets(self) -> list[tuple[str, Digest]]:
+        rows = self._conn.execute("SELECT namespace, digest FROM images")
+        return [(ns, Digest.parse(d)) for ns, d in rows]
+
+    # Content.
+    def put_content(self, namespace: str, digest: Digest, size: int,
+                    labels: Mapping[str, str] | None = None) -> None:
+        """Record a blob in a namespace, merging the given labels into any it has."""
+        self.ensure_namespace(namespace)
+        merged = {}
+        try:
+            merged = dict(self.get_content(namespace, digest).labels)
+        except NotFound:
+            pass
+        merged.update(labels or {})
+        now = _now()
+        self._conn.execute(
+            """INSERT INTO content(namespace, digest, size, labels, created_at, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT(namespace, digest) DO UPDATE SET labels=excluded.labels,
+                 updated_at=excluded.updated_at""",
+            (namespace, str(digest), size, _labels(merged), now, now),
+        )
+
+    def set_content_labels(self, namespace: str, digest: Digest, labels: Mapping[str, str]) -> None:
+        """Replace a blob's labels entirely."""
+        cur = self._conn.execute(
+            "UPDATE content SET labels=?, updated_at=? WHERE namespace=? AND digest=?",
+            (_labels(dict(labels)), _now(), namespace, str(digest)))
+        if cur.rowcount == 0:
+            raise NotFound(f"content {digest}: not found")
+
+    def get_content(self, namespace: str, digest: Digest) -> ContentRecord:
+        row = self._conn.execute(
+            f"SELECT {_CONTENT_COLUMNS} FROM content WHERE namespace=? AND digest=?",
+            (namespace, str(digest))).fetchone()
+        if row is None:
+            raise NotFound(f"content {digest}: not found")
+        return _content(row)
+
+    def list_content(self, namespace: str) -> list[ContentRecord]:
+        rows = self._conn.execute(
+            f"SELECT {_CONTENT_COLUMNS} FROM content WHERE namespace=? ORDER BY digest", (namespace,))
+        return [_content(row) for row in rows]
+
+    def delete_content(self, namespace: str, digest: Digest) -> None:
+        self._conn.execute("DELETE FROM content WHERE namespace=? AND digest=?", (namespace, str(digest)))
+
+    def content_digests(self) -> set[Digest]:
+        """Every blob some namespace still records."""
+        return {Digest.parse(row[0]) for row in self._conn.execute("SELECT DISTINCT digest FROM content")}
+
+    # Leases.
+    def create_lease(self, namespace: str, lease: Lease) -> Lease:
+        self.ensure_namespace(namespace)
+        try:
+            self._conn.execute("INSERT INTO leases(namespace, id, labels, created_at) VALUES (?, ?, ?, ?)",
+                               (namespace, lease.id, _labels(lease.labels), _now()))
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"lease {lease.id!r}: already exists") from None
+        return lease
+
+    def delete_lease(self, namespace: str, lease_id: str) -> None:
+        cur = self._conn.execute("DELETE FROM leases WHERE namespace=? AND id=?", (namespace, lease_id))
+        if cur.rowcount == 0:
+            raise NotFound(f"lease {lease_id!r}: not found")
+
+    def list_leases(self, namespace: str) -> list[Lease]:
+        rows = self._conn.execute(
+            "SELECT id, labels, created_at FROM leases WHERE namespace=? ORDER BY id", (namespace,))
+        return [Lease(i, json.loads(labels), _parse_time(created)) for i, labels, created in rows]
+
+    def add_lease_resource(self, namespace: str, lease_id: str, kind: str, key: str) -> None:
+        try:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO lease_resources(namespace, lease_id, kind, key) VALUES (?, ?, ?, ?)",
+                (namespace, lease_id, kind, key))
+        except sqlite3.IntegrityError:
+            raise NotFound(f"lease {lease_id!r}: not found") from None
+
+    def lease_resources(self, namespace: str | None = None) -> list[tuple[str, str, str, str]]:
+        """(namespace, lease id, kind, key) of every leased resource."""
+        query = "SELECT namespace, lease_id, kind, key FROM lease_resources"
+        if namespace is None:
+            return list(self._conn.execute(query))
+        return list(self._conn.execute(query + " WHERE namespace=?", (namespace,)))
+
+
+_IMAGE_COLUMNS = "name, media_type, digest, size, labels, created_at, updated_at"
+_CONTENT_COLUMNS = "digest, size, labels, created_at, updated_at"
+
+
+def _image(row: tuple[str, str, str, int, str, str, str]) -> ImageRecord:
+    name, media_type, digest, size, labels, created, updated = row
+    return ImageRecord(name, Descriptor(media_type, Digest.parse(digest), size), json.loads(labels),
+                       _parse_time(created), _parse_time(updated))
+
+
+def _content(row: tuple[str, int, str, str, str]) -> ContentRecord:
+    digest, size, labels, created, updated = row
+    return ContentRecord(Digest.parse(digest), size, json.loads(labels), _parse_time(created),
+                         _parse_time(updated))
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    return json.dumps(dict(sorted(labels.items())))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+

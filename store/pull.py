@@ -1,0 +1,212 @@
+"""Pulling an image into the content store, labelled the way containerd labels it.
+
+The reference is resolved to an index or manifest; for an index the manifest
+for this platform is chosen; then config and layers are fetched concurrently.
+Blobs fetched so far are held by a lease so a collection running meanwhile
+keeps them. Content records, their labels and whatever the caller records (the
+image names) land in one transaction at the end, so a failed pull leaves no
+image behind.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from errdefs import InvalidArgument, NotFound
+from store import mediatypes
+from store.content import ContentStore
+from store.descriptor import Descriptor, ImageConfig, Index, Manifest
+from store.gc import LEASE_CONTENT
+from store.metadata import Lease, MetadataDB, Tx
+from store.platforms import Platform
+from store.reference import Reference
+from store.remote import Credentials, HostsConfig, RegistryClient
+
+__all__ = ["PulledImage", "Puller", "distribution_source_label"]
+
+log = structlog.get_logger(__name__)
+
+LABEL_DISTRIBUTION_SOURCE = "containerd.io/distribution.source."
+LABEL_GC_EXPIRE = "containerd.io/gc.expire"
+_LEASE_TTL = timedelta(hours=24)
+_MAX_INDEX_DEPTH = 4
+
+
+@dataclass(frozen=True, slots=True)
+class PulledImage:
+    reference: Reference
+    target: Descriptor
+    manifest: Descriptor
+    config: Descriptor
+    layers: tuple[Descriptor, ...]
+    image_config: ImageConfig
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    desc: Descriptor
+    labels: dict[str, str]
+
+
+class Puller:
+    def __init__(self, content: ContentStore, db: MetadataDB, hosts: HostsConfig, *, platform: Platform,
+                 max_concurrent_downloads: int = 3, progress_timeout: float = 300.0,
+                 on_bytes: Callable[[int], None] | None = None) -> None:
+        self._content = content
+        self._db = db
+        self._hosts = hosts
+        self._platform = platform
+        self._max_downloads = max(1, max_concurrent_downloads)
+        self._progress_timeout = progress_timeout
+        self._on_bytes = on_bytes
+
+    def pull(self, namespace: str, ref: Reference, credentials: Credentials | None,
+             record: Callable[[Tx, PulledImage], None] = lambda tx, image: None) -> PulledImage:
+        """Fetch ``ref`` and commit its content; ``record`` runs inside the final transaction."""
+        lease = self._create_lease(namespace)
+        try:
+            with self._client(ref, credentials) as client:
+                image, fetched = _Pull(self, client, namespace, lease.id, ref).run()
+            with self._db.transaction() as tx:
+                for item in fetched:
+                    labels = _with_source(tx, namespace, item, ref)
+                    tx.put_content(namespace, item.desc.digest, item.desc.size, labels)
+                record(tx, image)
+                tx.delete_lease(namespace, lease.id)
+        except BaseException:
+            with self._db.transaction() as tx:
+                tx.delete_lease(namespace, lease.id)
+            raise
+        return image
+
+    def _client(self, ref: Reference, credentials: Credentials | None) -> RegistryClient:
+        return RegistryClient(ref.domain, ref.path, self._hosts.hosts_for(ref.domain), credentials,
+                              progress_timeout=self._progress_timeout, on_bytes=self._on_bytes)
+
+    def _create_lease(self, namespace: str) -> Lease:
+        expire = (datetime.now(UTC) + _LEASE_TTL).isoformat()
+        with self._db.transaction() as tx:
+            return tx.create_lease(namespace, Lease(f"pull-{uuid.uuid4().hex}", {LABEL_GC_EXPIRE: expire}))
+
+
+class _Pull:
+    """The state of one pull: which blobs it has fetched and how they are labelled."""
+
+    def __init__(self, puller: Puller, client: RegistryClient, namespace: str, lease_id: str,
+                 ref: Reference) -> None:
+        self._p = puller
+        self._client = client
+        self._namespace = namespace
+        self._lease_id = lease_id
+        self._ref = ref
+
+    def run(self) -> tuple[PulledImage, list[_Fetched]]:
+        target = self._client.resolve(self._ref.object)
+        if self._ref.digest and target.digest != self._ref.digest:
+            raise InvalidArgument(f"{self._ref}: registry resolved it to {target.digest}")
+        fetched: list[_Fetched] = []
+        manifest_desc = self._select_manifest(target, fetched)
+        manifest = Manifest.parse(manifest_desc.media_type, self._fetch_bytes(manifest_desc))
+        fetched.append(_Fetched(manifest_desc, _manifest_labels(manifest)))
+        self._fetch_all([manifest.config, *manifest.layers])
+        fetched += [_Fetched(d, {}) for d in (manifest.config, *manifest.layers)]
+        config = ImageConfig.parse(self._p._content.read(manifest.config.digest))
+        self._check(target, manifest, config)
+        return PulledImage(self._ref, target, manifest_desc, manifest.config, manifest.layers, config), fetched
+
+    def _select_manifest(self, desc: Descriptor, fetched: list[_Fetched]) -> Descriptor:
+        for _ in range(_MAX_INDEX_DEPTH):
+            if desc.media_type in mediatypes.MANIFEST_TYPES:
+                return desc
+            if desc.media_type not in mediatypes.INDEX_TYPES:
+                raise InvalidArgument(f"{self._ref}: unsupported media type {desc.media_type!r}")
+            index = Index.parse(desc.media_type, self._fetch_bytes(desc))
+            fetched.append(_Fetched(desc, _index_labels(index)))
+            desc = self._best_match(index)
+        raise InvalidArgument(f"{self._ref}: image indexes nested deeper than {_MAX_INDEX_DEPTH}")
+
+    def _best_match(self, index: Index) -> Descriptor:
+        ranked = []
+        for position, desc in enumerate(index.manifests):
+            rank = 0 if desc.platform is None else self._p._platform.rank(desc.platform)
+            if rank is not None:
+                ranked.append((rank, position, desc))
+        if not ranked:
+            raise NotFound(f"{self._ref}: no match for platform {self._p._platform} in manifest list")
+        return min(ranked, key=lambda item: item[:2])[2]
+
+    def _check(self, target: Descriptor, manifest: Manifest, config: ImageConfig) -> None:
+        if target.media_type in mediatypes.MANIFEST_TYPES and self._p._platform.rank(config.platform) is None:
+            raise NotFound(f"{self._ref}: no match for platform {self._p._platform} in manifest "
+                           f"(image is {config.platform})")
+        if len(config.diff_ids) != len(manifest.layers):
+            raise InvalidArgument(f"{self._ref}: config lists {len(config.diff_ids)} diff IDs for "
+                                  f"{len(manifest.layers)} layers")
+
+    def _fetch_bytes(self, desc: Descriptor) -> bytes:
+        self._fetch(desc)
+        return self._p._content.read(desc.digest)
+
+    def _fetch_all(self, descs: Iterable[Descriptor]) -> None:
+        with ThreadPoolExecutor(self._p._max_downloads, thread_name_prefix="fetch") as pool:
+            for future in [pool.submit(self._fetch, d) for d in descs]:
+                future.result()
+
+    def _fetch(self, desc: Descriptor) -> None:
+        content = self._p._content
+        with self._p._db.transaction() as tx:
+            tx.add_lease_resource(self._namespace, self._lease_id, LEASE_CONTENT, str(desc.digest))
+        if content.exists(desc.digest):
+            return
+        with content.writer(_ref_key(desc), desc.digest, desc.size) as writer:
+            if content.exists(desc.digest):
+                return  # another pull committed it while we waited for the ingest
+            log.debug("pull.fetch", digest=str(desc.digest), size=desc.size, resume_at=writer.offset)
+            self._client.fetch(desc, writer)
+
+
+def _ref_key(desc: Descriptor) -> str:
+    """The ingest ref containerd uses for a descriptor, e.g. ``layer-sha256:...``."""
+    if desc.media_type in mediatypes.INDEX_TYPES:
+        kind = "index"
+    elif desc.media_type in mediatypes.MANIFEST_TYPES:
+        kind = "manifest"
+    elif desc.media_type in mediatypes.CONFIG_TYPES:
+        kind = "config"
+    elif mediatypes.layer_compression(desc.media_type) is not None:
+        kind = "layer"
+    else:
+        kind = "unknown"
+    return f"{kind}-{desc.digest}"
+
+
+def _index_labels(index: Index) -> dict[str, str]:
+    return {f"containerd.io/gc.ref.content.m.{i}": str(d.digest) for i, d in enumerate(index.manifests)}
+
+
+def _manifest_labels(manifest: Manifest) -> dict[str, str]:
+    labels = {"containerd.io/gc.ref.content.config": str(manifest.config.digest)}
+    labels.update({f"containerd.io/gc.ref.content.l.{i}": str(d.digest) for i, d in enumerate(manifest.layers)})
+    return labels
+
+
+def _with_source(tx: Tx, namespace: str, item: _Fetched, ref: Reference) -> dict[str, str]:
+    key = LABEL_DISTRIBUTION_SOURCE + ref.domain
+    try:
+        existing = tx.get_content(namespace, item.desc.digest).labels.get(key)
+    except NotFound:
+        existing = None
+    return {**item.labels, key: distribution_source_label(existing, ref.path)}
+
+
+def distribution_source_label(existing: str | None, repository: str) -> str:
+    """containerd keeps every repository a blob came from, sorted and comma separated."""
+    repos = set(existing.split(",")) if existing else set()
+    repos.add(repository)
+    return ",".join(sorted(repos))

@@ -1,0 +1,215 @@
+"""An OCI distribution (v2) client for one repository: resolve tags, fetch blobs.
+
+Every fetched byte goes into a content-store writer, which hashes it; a resumed
+ingest continues with an HTTP Range request. Transport errors, 429 and 5xx are
+retried with exponential backoff; a read that yields no byte for
+``progress_timeout`` seconds cancels the transfer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import structlog
+
+from errdefs import CrishimError, DeadlineExceeded, InvalidArgument, NotFound, Unauthenticated, Unavailable
+from store import mediatypes
+from store.content import Writer
+from store.descriptor import Descriptor
+from store.digest import Digest, sha256_of
+from store.remote.auth import Credentials, RegistryAuth
+from store.remote.hosts import RegistryHost
+
+__all__ = ["RegistryClient"]
+
+log = structlog.get_logger(__name__)
+
+_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_MANIFEST_TYPES = mediatypes.INDEX_TYPES | mediatypes.MANIFEST_TYPES
+_CHUNK = 1 << 20
+
+
+class RegistryClient:
+    def __init__(self, registry: str, repository: str, hosts: list[RegistryHost],
+                 credentials: Credentials | None, *, progress_timeout: float, retries: int = 3,
+                 backoff: float = 0.5, on_bytes: Callable[[int], None] | None = None) -> None:
+        self.registry = registry
+        self.repository = repository
+        self._hosts = hosts
+        self._credentials = credentials
+        self._timeout = httpx.Timeout(connect=30.0, read=progress_timeout, write=30.0, pool=30.0)
+        self._progress_timeout = progress_timeout
+        self._retries = retries
+        self._backoff = backoff
+        self._on_bytes = on_bytes or (lambda n: None)
+        self._token_client = httpx.Client(timeout=self._timeout, follow_redirects=True)
+        self._clients: dict[RegistryHost, httpx.Client] = {}
+        self._schemes: dict[RegistryHost, RegistryHost] = {}
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._token_client.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def resolve(self, obj: str) -> Descriptor:
+        """The descriptor of a tag or digest in this repository."""
+        return self._each_host("resolve", lambda host: self._resolve_on(host, obj))
+
+    def fetch(self, desc: Descriptor, writer: Writer) -> None:
+        """Download ``desc`` into ``writer`` (resuming at its offset) and commit it."""
+        self._each_host("pull", lambda host: self._fetch_on(host, desc, writer))
+        writer.commit()
+
+    def _each_host(self, capability: str, action: Callable[[RegistryHost], Any]) -> Any:
+        hosts = [h for h in self._hosts if capability in h.capabilities]
+        if not hosts:
+            raise Unavailable(f"no registry host of {self.registry} can {capability}")
+        error: CrishimError | None = None
+        for host in hosts:
+            try:
+                return action(host)
+            except (NotFound, Unavailable) as exc:
+                log.debug("registry.host_failed", host=host.host, error=str(exc))
+                error = exc
+        assert error is not None
+        raise error
+
+    def _resolve_on(self, host: RegistryHost, obj: str) -> Descriptor:
+        path = f"/{self.repository}/manifests/{obj}"
+        headers = {"Accept": mediatypes.MANIFEST_ACCEPT}
+        response = self._request(host, "HEAD", path, headers)
+        digest_header = response.headers.get("Docker-Content-Digest")
+        size_header = response.headers.get("Content-Length")
+        if not (digest_header and size_header) or response.status_code != 200:
+            response = self._request(host, "GET", path, headers)
+            return self._descriptor(response, obj, response.content)
+        return self._descriptor(response, obj, None)
+
+    def _descriptor(self, response: httpx.Response, obj: str, body: bytes | None) -> Descriptor:
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        if media_type not in _MANIFEST_TYPES:
+            raise InvalidArgument(f"{self.registry}/{self.repository}:{obj}: unsupported media type "
+                                  f"{media_type!r}")
+        if obj.startswith("sha"):
+            digest = Digest.parse(obj)
+        elif body is not None:
+            digest = Digest.parse(response.headers.get("Docker-Content-Digest") or str(sha256_of(body)))
+        else:
+            digest = Digest.parse(response.headers["Docker-Content-Digest"])
+        size = len(body) if body is not None else int(response.headers["Content-Length"])
+        return Descriptor(media_type, digest, size)
+
+    def _fetch_on(self, host: RegistryHost, desc: Descriptor, writer: Writer) -> None:
+        kind = "manifests" if desc.media_type in _MANIFEST_TYPES else "blobs"
+        path = f"/{self.repository}/{kind}/{desc.digest}"
+        for attempt in range(self._retries + 1):
+            try:
+                self._stream_into(host, path, desc, writer)
+                return
+            except Unavailable:
+                if attempt == self._retries:
+                    raise
+                self._sleep(attempt)
+
+    def _stream_into(self, host: RegistryHost, path: str, desc: Descriptor, writer: Writer) -> None:
+        if writer.offset >= desc.size:
+            return
+        headers = {"Accept": desc.media_type or "*/*"}
+        if writer.offset:
+            headers["Range"] = f"bytes={writer.offset}-"
+        with self._stream(host, path, headers) as response:
+            if response.status_code == 200 and writer.offset:
+                writer.truncate()  # the server ignored the Range: start over
+            for chunk in response.iter_raw(_CHUNK):
+                writer.write(chunk)
+                self._on_bytes(len(chunk))
+
+    @contextmanager
+    def _stream(self, host: RegistryHost, path: str, headers: dict[str, str]) -> Iterator[httpx.Response]:
+        client, url = self._client(host), self._url(host, path)
+        try:
+            with client.stream("GET", url, headers=headers) as response:
+                _check(response, self.registry, path)
+                yield response
+        except httpx.TimeoutException as exc:
+            raise DeadlineExceeded(f"{self.registry}{path}: no progress for {self._progress_timeout:g}s") from exc
+        except httpx.TransportError as exc:
+            raise Unavailable(f"{self.registry}{path}: {exc}") from exc
+
+    def _request(self, host: RegistryHost, method: str, path: str, headers: dict[str, str]) -> httpx.Response:
+        for attempt in range(self._retries + 1):
+            try:
+                response = self._client(host).request(method, self._url(host, path), headers=headers)
+            except httpx.TimeoutException as exc:
+                raise DeadlineExceeded(f"{self.registry}{path}: no answer for {self._progress_timeout:g}s") from exc
+            except httpx.TransportError as exc:
+                if attempt == self._retries:
+                    raise Unavailable(f"registry {self.registry} unreachable: {exc}") from exc
+                self._sleep(attempt)
+                continue
+            if response.status_code in _RETRY_STATUS and attempt < self._retries:
+                self._sleep(attempt)
+                continue
+            _check(response, self.registry, path)
+            return response
+        raise AssertionError("unreachable")
+
+    def _url(self, host: RegistryHost, path: str) -> str:
+        return self._effective(host).base_url + path
+
+    def _effective(self, host: RegistryHost) -> RegistryHost:
+        """A loopback registry that does not speak TLS is used over plain HTTP, as containerd does."""
+        if host not in self._schemes:
+            self._schemes[host] = host.as_plain_http() if host.http_fallback and not self._speaks_tls(host) else host
+        return self._schemes[host]
+
+    def _speaks_tls(self, host: RegistryHost) -> bool:
+        try:
+            self._client(host).get(host.base_url + "/", timeout=5.0, auth=None)
+        except (httpx.ConnectError, httpx.TimeoutException) as exc:
+            log.debug("registry.http_fallback", host=host.host, error=str(exc))
+            return False
+        return True
+
+    def _client(self, host: RegistryHost) -> httpx.Client:
+        client = self._clients.get(host)
+        if client is None:
+            verify: Any = host.ca[0] if host.ca else not host.skip_verify
+            cert = host.client_certs[0] if host.client_certs else None
+            auth = RegistryAuth(self.registry, f"repository:{self.repository}:pull", self._credentials,
+                                self._token_client)
+            client = httpx.Client(verify=verify, cert=_cert(cert), headers=host.headers, auth=auth,
+                                  timeout=self._timeout, follow_redirects=True)
+            self._clients[host] = client
+        return client
+
+    def _sleep(self, attempt: int) -> None:
+        time.sleep(self._backoff * (2**attempt))
+
+
+def _check(response: httpx.Response, registry: str, path: str) -> None:
+    code = response.status_code
+    if code in (200, 206):
+        return
+    if code == 404:
+        raise NotFound(f"{registry}{path}: not found")
+    if code in (401, 403):
+        raise Unauthenticated(f"authentication failed for {registry}: {code} on {path}")
+    raise Unavailable(f"{registry}{path}: registry answered {code}")
+
+
+def _cert(pair: tuple[str, str] | None) -> Any:
+    if pair is None:
+        return None
+    return pair[0] if not pair[1] else pair
+
