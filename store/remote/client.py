@@ -30,7 +30,6 @@ log = structlog.get_logger(__name__)
 
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _MANIFEST_TYPES = mediatypes.INDEX_TYPES | mediatypes.MANIFEST_TYPES
-_CHUNK = 1 << 20
 
 
 class RegistryClient:
@@ -130,7 +129,7 @@ class RegistryClient:
         with self._stream(host, path, headers) as response:
             if response.status_code == 200 and writer.offset:
                 writer.truncate()  # the server ignored the Range: start over
-            for chunk in response.iter_raw(_CHUNK):
+            for chunk in response.iter_raw():
                 writer.write(chunk)
                 self._on_bytes(len(chunk))
 

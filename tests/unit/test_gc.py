@@ -1,0 +1,79 @@
+from pathlib import Path
+
+import pytest
+
+from store.content import ContentStore
+from store.descriptor import Descriptor
+from store.digest import Digest, sha256_of
+from store.gc import collect
+from store.metadata import ImageRecord, Lease, MetadataDB
+
+NS = "k8s.io"
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> tuple[MetadataDB, ContentStore]:
+    return MetadataDB(tmp_path / "meta.db"), ContentStore(tmp_path / "content")
+
+
+def blob(db: MetadataDB, content: ContentStore, data: bytes, labels: dict[str, str] | None = None) -> Digest:
+    digest = sha256_of(data)
+    with content.writer(str(digest), digest, len(data)) as w:
+        w.write(data)
+        w.commit()
+    with db.transaction() as tx:
+        tx.put_content(NS, digest, len(data), labels or {})
+    return digest
+
+
+def image(db: MetadataDB, content: ContentStore, name: str, layers: list[bytes]) -> tuple[Digest, list[Digest]]:
+    layer_digests = [blob(db, content, data) for data in layers]
+    labels = {f"containerd.io/gc.ref.content.l.{i}": str(d) for i, d in enumerate(layer_digests)}
+    labels["containerd.io/gc.ref.snapshot.overlayfs"] = f"chain-{name}"
+    manifest = blob(db, content, name.encode(), labels)
+    with db.transaction() as tx:
+        tx.put_image(NS, ImageRecord(name, Descriptor(MANIFEST, manifest, len(name))))
+    return manifest, layer_digests
+
+
+def test_removing_an_image_frees_only_what_nothing_else_uses(stores: tuple[MetadataDB, ContentStore]) -> None:
+    db, content = stores
+    m1, (shared, only1) = image(db, content, "one", [b"shared", b"only-one"])
+    m2, _ = image(db, content, "two", [b"shared", b"only-two"])
+    assert collect(db, content).removed_blobs == []
+    with db.transaction() as tx:
+        tx.delete_image(NS, "one")
+    result = collect(db, content)
+    assert set(result.removed_blobs) == {m1, only1}
+    assert content.exists(shared) and content.exists(m2)
+    assert {r.digest for r in db.list_content(NS)} == {m2, shared, sha256_of(b"only-two")}
+    assert result.live_snapshots["overlayfs"] == {"chain-two"}
+
+
+def test_leased_and_rooted_content_survives(stores: tuple[MetadataDB, ContentStore]) -> None:
+    db, content = stores
+    leased = sha256_of(b"leased")
+    with content.writer("x", leased, 6) as w:
+        w.write(b"leased")
+        w.commit()
+    rooted = blob(db, content, b"rooted", {"containerd.io/gc.root": "yes"})
+    orphan = blob(db, content, b"orphan")
+    with db.transaction() as tx:
+        tx.create_lease(NS, Lease("pull"))
+        tx.add_lease_resource(NS, "pull", "content", str(leased))
+    assert collect(db, content).removed_blobs == [orphan]
+    assert content.exists(leased) and content.exists(rooted)
+    with db.transaction() as tx:
+        tx.delete_lease(NS, "pull")
+    assert collect(db, content).removed_blobs == [leased]
+
+
+def test_blob_recorded_in_another_namespace_stays(stores: tuple[MetadataDB, ContentStore]) -> None:
+    db, content = stores
+    digest = blob(db, content, b"both")
+    with db.transaction() as tx:
+        tx.put_content("default", digest, 4, {"containerd.io/gc.root": "x"})
+    assert collect(db, content).removed_blobs == []
+    assert content.exists(digest)
+    assert db.list_content(NS) == []
