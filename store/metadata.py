@@ -8,6 +8,7 @@ one version forward, inside a transaction.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -196,11 +197,9 @@ class Tx:
                     labels: Mapping[str, str] | None = None) -> None:
         """Record a blob in a namespace, merging the given labels into any it has."""
         self.ensure_namespace(namespace)
-        merged = {}
-        try:
+        merged: dict[str, str] = {}
+        with contextlib.suppress(NotFound):
             merged = dict(self.get_content(namespace, digest).labels)
-        except NotFound:
-            pass
         merged.update(labels or {})
         now = _now()
         self._conn.execute(

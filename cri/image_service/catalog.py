@@ -61,7 +61,7 @@ class ImageCatalog:
         self._resolved: dict[Digest, _Resolved] = {}
         self._lock = threading.Lock()
 
-    def list(self) -> list[CRIImage]:
+    def all(self) -> list[CRIImage]:
         groups: dict[Digest, list[ImageRecord]] = defaultdict(list)
         for record in self._db.list_images(self._namespace):
             try:
@@ -73,7 +73,7 @@ class ImageCatalog:
 
     def get(self, ref_or_id: str) -> CRIImage:
         """Find an image by id, id prefix, or reference, as containerd's CRI resolves them."""
-        images = self.list()
+        images = self.all()
         by_id = {image.id: image for image in images}
         if ref_or_id in by_id:
             return by_id[ref_or_id]

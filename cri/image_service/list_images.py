@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 def list_images(svc: ImageService, request: api_pb2.ListImagesRequest) -> api_pb2.ListImagesResponse:
     wanted = request.filter.image.image if request.HasField("filter") else ""
     if not wanted:
-        images = svc.catalog.list()
+        images = svc.catalog.all()
     else:
         try:
             images = [svc.catalog.get(wanted)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 import structlog
@@ -28,10 +29,8 @@ def remove_image(svc: ImageService, request: api_pb2.RemoveImageRequest) -> api_
         return api_pb2.RemoveImageResponse()
     with svc.db.transaction() as tx:
         for name in image.names:
-            try:
+            with contextlib.suppress(NotFound):  # removed concurrently
                 tx.delete_image(CRI_NAMESPACE, name)
-            except NotFound:
-                pass  # removed concurrently
     result = svc.collect_garbage()
     log.info("image.removed", image=image.id, names=list(image.names), blobs_removed=len(result.removed_blobs))
     return api_pb2.RemoveImageResponse()

@@ -28,7 +28,7 @@ CONTENT_DIR = "io.containerd.content.v1.content"
 METADATA_DB = "io.containerd.metadata.v1.sqlite/meta.db"
 
 
-class ImageService(api_pb2_grpc.ImageServiceServicer):  # type: ignore[misc]
+class ImageService(api_pb2_grpc.ImageServiceServicer):
     def __init__(self, config: Config, metrics: Metrics, platform: Platform) -> None:
         self.config = config
         self.metrics = metrics

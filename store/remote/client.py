@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import structlog
@@ -28,6 +28,7 @@ __all__ = ["RegistryClient"]
 
 log = structlog.get_logger(__name__)
 
+_T = TypeVar("_T")
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _MANIFEST_TYPES = mediatypes.INDEX_TYPES | mediatypes.MANIFEST_TYPES
 
@@ -69,7 +70,7 @@ class RegistryClient:
         self._each_host("pull", lambda host: self._fetch_on(host, desc, writer))
         writer.commit()
 
-    def _each_host(self, capability: str, action: Callable[[RegistryHost], Any]) -> Any:
+    def _each_host(self, capability: str, action: Callable[[RegistryHost], _T]) -> _T:
         hosts = [h for h in self._hosts if capability in h.capabilities]
         if not hosts:
             raise Unavailable(f"no registry host of {self.registry} can {capability}")

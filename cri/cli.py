@@ -1,0 +1,50 @@
+"""The ``crishim`` program: ``serve`` runs the daemon, the other subcommands talk to it.
+
+Each subcommand lives in its own module under ``cri.commands`` (see that
+package's docstring); ``COMMANDS`` lists them in the order ``--help`` shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Protocol
+
+from cri.commands import serve
+from errdefs import CrishimError
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+
+class Command(Protocol):
+    def register(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
+
+
+# Client subcommands (image pull|ls|rm, content ls, version...) go here, one module each.
+COMMANDS: tuple[Command, ...] = (serve,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crishim", description="A Kubernetes container runtime (CRI).")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run = getattr(args, "run", None)
+    if run is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        status: int = run(args)
+    except CrishimError as exc:
+        print(f"crishim: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return status

@@ -1,0 +1,52 @@
+"""``crishim serve``: run the daemon; flags override the configuration file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cri import config
+
+HELP = "run the daemon"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("serve", help=HELP, description=HELP)
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help=f"TOML configuration file (default: {config.DEFAULT_CONFIG_FILE}, if it exists)",
+    )
+    parser.add_argument("--root", metavar="DIR", help="persistent data (default: /var/lib/crishim)")
+    parser.add_argument("--state", metavar="DIR", help="state lost at reboot (default: /run/crishim)")
+    parser.add_argument("--address", metavar="SOCKET", help="unix socket (default: <state>/crishim.sock)")
+    parser.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        help='serve Prometheus metrics at /metrics here; "" disables (default: 127.0.0.1:1338)',
+    )
+    parser.add_argument("--log-level", metavar="LEVEL", help="debug, info, warning, error (default: info)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here: the daemon pulls in the whole store, which client commands never need.
+    from cri import daemon
+
+    return daemon.serve(load_config(args))
+
+
+def load_config(args: argparse.Namespace) -> config.Config:
+    """The configuration file named by ``--config`` (or the default one), then the flags."""
+    path: Path | None = args.config
+    if path is None and config.DEFAULT_CONFIG_FILE.exists():
+        path = config.DEFAULT_CONFIG_FILE
+    overrides = {
+        "root": args.root,
+        "state": args.state,
+        "address": args.address,
+        "metrics_address": args.metrics_address,
+        "log_level": args.log_level,
+    }
+    return config.load(path, overrides)

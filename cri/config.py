@@ -1,0 +1,223 @@
+"""Daemon configuration: a TOML file, with command-line flags on top.
+
+Every key, with its default::
+
+    root = "/var/lib/crishim"
+    state = "/run/crishim"
+    address = ""                          # "" means <state>/crishim.sock
+    metrics_address = "127.0.0.1:1338"    # "" disables the /metrics endpoint
+    log_level = "info"                    # debug, info, warning, error, critical
+
+    [image]
+    snapshotter = "overlayfs"
+    max_concurrent_downloads = 3
+    pull_progress_timeout = 300           # seconds without new bytes; 0 disables
+
+    [registry]
+    config_path = "/etc/crishim/certs.d"  # containerd's hosts.toml layout
+
+    [registry.auths."registry.example:5000"]
+    username = ""
+    password = ""
+    auth = ""                             # base64 of "username:password"
+    identity_token = ""
+
+An unknown key or a value of the wrong type is an ``errdefs.InvalidArgument``
+naming the key. Secrets are left out of ``repr()`` so a logged or printed
+config never shows them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from errdefs import InvalidArgument
+
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "LOG_LEVELS",
+    "Config",
+    "ImageConfig",
+    "RegistryAuth",
+    "RegistryConfig",
+    "from_dict",
+    "load",
+    "split_host_port",
+]
+
+DEFAULT_CONFIG_FILE = Path("/etc/crishim/config.toml")
+SOCKET_NAME = "crishim.sock"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_LEVEL_ALIASES = {"warn": "warning", "fatal": "critical"}
+# sun_path in struct sockaddr_un holds 108 bytes including the final NUL.
+_MAX_SOCKET_PATH = 107
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryAuth:
+    """Credentials for one registry host (containerd's ``registry.configs.<host>.auth``)."""
+
+    username: str = ""
+    password: str = field(default="", repr=False)
+    auth: str = field(default="", repr=False)
+    identity_token: str = field(default="", repr=False)
+
+
+def _no_auths() -> Mapping[str, RegistryAuth]:
+    return types.MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryConfig:
+    config_path: Path = Path("/etc/crishim/certs.d")
+    # Keyed by registry host as written in image references ("host:port").
+    auths: Mapping[str, RegistryAuth] = field(default_factory=_no_auths)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageConfig:
+    snapshotter: str = "overlayfs"
+    max_concurrent_downloads: int = 3
+    # Seconds a pull may go without receiving a byte before it is cancelled
+    # (containerd: image_pull_progress_timeout); 0 disables the check.
+    pull_progress_timeout: float = 300.0
+
+    def __post_init__(self) -> None:
+        if not self.snapshotter:
+            raise InvalidArgument("config: image.snapshotter must not be empty")
+        if self.max_concurrent_downloads < 1:
+            raise InvalidArgument("config: image.max_concurrent_downloads must be at least 1")
+        if self.pull_progress_timeout < 0:
+            raise InvalidArgument("config: image.pull_progress_timeout must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    root: Path = Path("/var/lib/crishim")
+    state: Path = Path("/run/crishim")
+    # As written; "" means the default under ``state``. Use ``socket`` to connect or bind.
+    address: str = ""
+    metrics_address: str = "127.0.0.1:1338"
+    log_level: str = "info"
+    image: ImageConfig = field(default_factory=ImageConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("root", "state"):
+            if not getattr(self, name).is_absolute():
+                raise InvalidArgument(f"config: {name} must be an absolute path")
+        if self.log_level not in LOG_LEVELS:
+            raise InvalidArgument(f"config: log_level must be one of {', '.join(LOG_LEVELS)}")
+        if self.metrics_address:
+            split_host_port(self.metrics_address, key="metrics_address")
+        if len(bytes(self.socket)) > _MAX_SOCKET_PATH:
+            raise InvalidArgument(f"config: address {str(self.socket)!r} is longer than a unix socket allows")
+
+    @property
+    def socket(self) -> Path:
+        """The daemon's unix socket path."""
+        if not self.address:
+            return self.state / SOCKET_NAME
+        return Path(self.address.removeprefix("unix://")).absolute()
+
+
+def split_host_port(address: str, *, key: str = "address") -> tuple[str, int]:
+    """``"127.0.0.1:1338"`` → ``("127.0.0.1", 1338)``; IPv6 hosts go in brackets."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise InvalidArgument(f"config: {key} must be HOST:PORT, got {address!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def load(path: Path | None = None, overrides: Mapping[str, object] | None = None) -> Config:
+    """Read ``path`` (defaults only when None), then apply top-level ``overrides``.
+
+    Overrides whose value is None are skipped, so parsed flags can be passed as they are.
+    """
+    raw = _read_toml(path) if path is not None else {}
+    raw.update({key: value for key, value in (overrides or {}).items() if value is not None})
+    try:
+        return from_dict(raw)
+    except InvalidArgument as exc:
+        if path is None:
+            raise
+        raise InvalidArgument(f"{path}: {exc}") from exc
+
+
+def from_dict(raw: Mapping[str, object]) -> Config:
+    """Build a Config from parsed TOML, checking every key and type."""
+    normalised = dict(raw)
+    level = normalised.get("log_level")
+    if isinstance(level, str):
+        normalised["log_level"] = _LEVEL_ALIASES.get(level.lower(), level.lower())
+    return _build(Config, normalised, "")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except OSError as exc:
+        raise InvalidArgument(f"config: cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidArgument(f"config: {path} is not valid TOML: {exc}") from exc
+
+
+def _build(cls: type[_T], raw: object, where: str) -> _T:
+    """Construct the dataclass ``cls`` from a TOML table, naming any bad key."""
+    if not isinstance(raw, Mapping):
+        raise InvalidArgument(f"config: {where} must be a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in raw:
+        if key not in known:
+            raise InvalidArgument(f"config: unknown key {_join(where, key)!r}")
+    kwargs = {key: _convert(hints[key], value, _join(where, key)) for key, value in raw.items()}
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: object, where: str) -> object:
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if typing.get_origin(hint) is Mapping:
+        _, item_type = typing.get_args(hint)
+        table = _build_table(value, where)
+        return types.MappingProxyType({k: _convert(item_type, v, _join(where, k)) for k, v in table.items()})
+    return _scalar(hint, value, where)
+
+
+def _build_table(value: object, where: str) -> Mapping[str, object]:
+    if not isinstance(value, Mapping):
+        raise InvalidArgument(f"config: {where} must be a table")
+    return value
+
+
+def _scalar(hint: Any, value: object, where: str) -> object:
+    # bool is an int subclass in Python; TOML keeps them apart, so do we.
+    if hint is str and isinstance(value, str):
+        return value
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is Path and isinstance(value, str) and value:
+        return Path(value).absolute()
+    expected = {str: "a string", int: "an integer", float: "a number", Path: "a non-empty path"}[hint]
+    raise InvalidArgument(f"config: {where} must be {expected}, got {type(value).__name__}")
+
+
+def _join(where: str, key: str) -> str:
+    # Keys such as registry hosts contain dots and colons: quote them as TOML does.
+    part = key if key.replace("_", "").replace("-", "").isalnum() else f'"{key}"'
+    return f"{where}.{part}" if where else part

@@ -1,0 +1,227 @@
+"""Applying a layer (an uncompressed tar diff) into a snapshot's directory.
+
+No entry may create or change anything outside ``root``: names are cleaned and
+must stay inside, parent directories are resolved component by component with
+symlinks interpreted relative to ``root`` (as if chrooted), the entry itself is
+never followed, and hard links must point at something already inside.
+
+Deletions are stored the way the snapshotter reads them: ``overlay`` turns
+``.wh.X`` into a character device 0/0 named X and ``.wh..wh..opq`` into the
+``trusted.overlay.opaque=y`` xattr; ``delete`` removes the files instead.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from errdefs import InvalidArgument
+
+__all__ = ["ApplyResult", "apply_tar"]
+
+WHITEOUT_PREFIX = ".wh."
+WHITEOUT_OPAQUE = ".wh..wh..opq"
+OPAQUE_XATTR = "trusted.overlay.opaque"
+_XATTR_PAX_PREFIX = "SCHILY.xattr."
+_MAX_SYMLINKS = 255
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    entries: int = 0
+    size: int = 0
+    dir_times: list[tuple[str, int]] = field(default_factory=list)
+
+
+def apply_tar(stream: BinaryIO, root: Path, whiteouts: str = "overlay") -> ApplyResult:
+    """Extract the tar read from ``stream`` into ``root``; returns what it wrote."""
+    applier = _Applier(str(root), whiteouts)
+    try:
+        with tarfile.open(fileobj=stream, mode="r|", errorlevel=2) as archive:
+            for member in archive:
+                applier.apply(member, archive)
+    except tarfile.TarError as exc:
+        raise InvalidArgument(f"malformed layer: {exc}") from exc
+    applier.finish()
+    return applier.result
+
+
+class _Applier:
+    def __init__(self, root: str, whiteouts: str) -> None:
+        if whiteouts not in ("overlay", "delete"):
+            raise ValueError(f"unknown whiteout mode {whiteouts!r}")
+        self.root = os.path.realpath(root)
+        self.overlay = whiteouts == "overlay"
+        self.result = ApplyResult()
+        self._written: set[str] = set()
+
+    def apply(self, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
+        name = _clean(member.name)
+        if name == "":
+            self._apply_root(member)
+            return
+        parent, base = posixpath.split(name)
+        parent_path = self._resolve_dir(parent, member.name)
+        if base == WHITEOUT_OPAQUE:
+            self._opaque(parent_path, parent)
+        elif base.startswith(WHITEOUT_PREFIX):
+            self._whiteout(parent_path, base[len(WHITEOUT_PREFIX):], member)
+        else:
+            self._create(os.path.join(parent_path, base), name, member, archive)
+        self.result.entries += 1
+
+    def finish(self) -> None:
+        # Directory times last: creating entries inside a directory changes its mtime.
+        for path, mtime in reversed(self.result.dir_times):
+            os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
+
+    def _apply_root(self, member: tarfile.TarInfo) -> None:
+        if member.isdir():
+            self._attributes(self.root, member)
+            self.result.dir_times.append((self.root, int(member.mtime * 1e9)))
+
+    def _resolve_dir(self, relative: str, entry: str) -> str:
+        """The real path of directory ``relative`` inside root, symlinks resolved within root."""
+        current = self.root
+        pending = [c for c in relative.split("/") if c] if relative else []
+        hops = 0
+        while pending:
+            component = pending.pop(0)
+            if component == "..":
+                current = os.path.dirname(current) if current != self.root else self.root
+                continue
+            candidate = os.path.join(current, component)
+            try:
+                st = os.lstat(candidate)
+            except FileNotFoundError:
+                raise InvalidArgument(
+                    f"layer entry {entry!r}: parent directory {relative!r} does not exist") from None
+            if stat.S_ISLNK(st.st_mode):
+                hops += 1
+                if hops > _MAX_SYMLINKS:
+                    raise InvalidArgument(f"layer entry {entry!r}: too many symlinks in its path")
+                target = os.readlink(candidate)
+                if target.startswith("/"):
+                    current = self.root
+                pending = [c for c in target.split("/") if c and c != "."] + pending
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                raise InvalidArgument(f"layer entry {entry!r}: {component!r} in its path is not a directory")
+            current = candidate
+        return current
+
+    def _create(self, path: str, name: str, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
+        existing = _lstat(path)
+        if existing is not None and not (member.isdir() and stat.S_ISDIR(existing.st_mode)):
+            _remove(path)
+        if member.isdir():
+            if existing is None or not stat.S_ISDIR(existing.st_mode):
+                os.mkdir(path, 0o700)
+            self.result.dir_times.append((path, _mtime_ns(member)))
+        elif member.isreg():
+            self._write_file(path, member, archive)
+        elif member.issym():
+            os.symlink(member.linkname, path)
+        elif member.islnk():
+            os.link(self._link_target(member), path, follow_symlinks=False)
+        elif member.isfifo():
+            os.mkfifo(path, 0o600)
+        elif member.ischr() or member.isblk():
+            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+            os.mknod(path, kind | 0o600, os.makedev(member.devmajor, member.devminor))
+        else:
+            raise InvalidArgument(f"layer entry {member.name!r}: unsupported type {member.type!r}")
+        self._written.add(name)
+        if not member.islnk():
+            self._attributes(path, member)
+            if not member.isdir():
+                os.utime(path, ns=(_mtime_ns(member), _mtime_ns(member)), follow_symlinks=False)
+
+    def _write_file(self, path: str, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
+        source = archive.extractfile(member)
+        assert source is not None
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as target:
+            shutil.copyfileobj(source, target, 1 << 20)
+        self.result.size += member.size
+
+    def _link_target(self, member: tarfile.TarInfo) -> str:
+        name = _clean(member.linkname)
+        if not name:
+            raise InvalidArgument(f"layer entry {member.name!r}: hard link to the root")
+        parent, base = posixpath.split(name)
+        target = os.path.join(self._resolve_dir(parent, member.name), base)
+        st = _lstat(target)
+        if st is None or stat.S_ISDIR(st.st_mode):
+            raise InvalidArgument(f"layer entry {member.name!r}: hard link target {member.linkname!r} "
+                                  "is missing or a directory")
+        return target
+
+    def _attributes(self, path: str, member: tarfile.TarInfo) -> None:
+        os.chown(path, member.uid, member.gid, follow_symlinks=False)
+        for key, value in member.pax_headers.items():
+            if key.startswith(_XATTR_PAX_PREFIX):
+                raw = value.encode("utf-8", "surrogateescape")
+                os.setxattr(path, key[len(_XATTR_PAX_PREFIX):], raw, follow_symlinks=False)
+        if not member.issym():
+            # After chown, which clears setuid and setgid bits.
+            os.chmod(path, member.mode & 0o7777)
+
+    def _whiteout(self, parent_path: str, base: str, member: tarfile.TarInfo) -> None:
+        if not base or base in (".", "..") or "/" in base:
+            raise InvalidArgument(f"layer entry {member.name!r}: invalid whiteout")
+        path = os.path.join(parent_path, base)
+        if self.overlay:
+            if _lstat(path) is not None:
+                _remove(path)
+            os.mknod(path, stat.S_IFCHR, os.makedev(0, 0))
+            os.chown(path, member.uid, member.gid, follow_symlinks=False)
+        elif _lstat(path) is not None:
+            _remove(path)
+
+    def _opaque(self, parent_path: str, parent: str) -> None:
+        if self.overlay:
+            os.setxattr(parent_path, OPAQUE_XATTR, b"y", follow_symlinks=False)
+            return
+        # Without overlay, an opaque directory keeps only what this layer put in it.
+        for entry in os.listdir(parent_path):
+            if posixpath.join(parent, entry) not in self._written:
+                _remove(os.path.join(parent_path, entry))
+
+
+def _clean(name: str) -> str:
+    """A tar name as a path relative to the root; names that climb out of it are refused."""
+    cleaned = posixpath.normpath("/" + name.lstrip("/")).lstrip("/")
+    relative = posixpath.normpath(name.lstrip("/"))
+    if relative == ".." or relative.startswith("../"):
+        raise InvalidArgument(f"layer entry {name!r}: path escapes the snapshot")
+    return "" if cleaned in ("", ".") else cleaned
+
+
+def _mtime_ns(member: tarfile.TarInfo) -> int:
+    return int(member.mtime * 1_000_000_000)
+
+
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+def _remove(path: str) -> None:
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            raise

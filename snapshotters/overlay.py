@@ -1,0 +1,49 @@
+"""The overlayfs driver: each snapshot a folder, mounted as containerd's overlay snapshotter does.
+
+A lone layer (no parents) is a bind mount; otherwise ``overlay`` with
+``lowerdir`` listing the parents nearest first, plus ``upperdir`` and
+``workdir`` for an Active snapshot, and ``index=off`` where the kernel has
+that parameter.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from snapshotters.local import LocalSnapshotter
+from snapshotters.snapshotter import Kind, Mount
+from snapshotters.storage import SnapshotRecord
+
+__all__ = ["OverlaySnapshotter", "kernel_has_index_param"]
+
+_INDEX_PARAM = Path("/sys/module/overlay/parameters/index")
+
+
+def kernel_has_index_param() -> bool:
+    return _INDEX_PARAM.exists()
+
+
+class OverlaySnapshotter(LocalSnapshotter):
+    whiteouts = "overlay"
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self._index_off = kernel_has_index_param()
+
+    def _populate(self, path: Path, kind: Kind, parent: SnapshotRecord | None) -> None:
+        (path / "fs").mkdir(mode=0o755)
+        if kind == Kind.ACTIVE:
+            (path / "work").mkdir(mode=0o711)
+
+    def _mounts(self, record: SnapshotRecord) -> list[Mount]:
+        kind, parents = record.info.kind, record.parent_ids
+        if not parents:
+            flag = "ro" if kind == Kind.VIEW else "rw"
+            return [Mount("bind", str(self._fs(record.id)), (flag, "rbind"))]
+        if kind != Kind.ACTIVE and len(parents) == 1:
+            return [Mount("bind", str(self._fs(parents[0])), ("ro", "rbind"))]
+        options = ["index=off"] if self._index_off else []
+        if kind == Kind.ACTIVE:
+            options += [f"workdir={self._dir(record.id) / 'work'}", f"upperdir={self._fs(record.id)}"]
+        options.append("lowerdir=" + ":".join(str(self._fs(p)) for p in parents))
+        return [Mount("overlay", "overlay", tuple(options))]

@@ -1,0 +1,170 @@
+"""A snapshotter's own metadata: one SQLite database beside its snapshot folders.
+
+Snapshots are numbered by the database (``id``); their folders are named by
+that number, so a key of any length or character never becomes a path. Every
+change runs in a transaction so a folder rename and its record land together.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from snapshotters.snapshotter import Info, Kind, Usage
+
+__all__ = ["MetaStore", "SnapshotRecord", "StorageTx"]
+
+_SCHEMA = [
+    """
+    CREATE TABLE snapshots (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL UNIQUE,
+        parent TEXT NOT NULL DEFAULT '',
+        kind INTEGER NOT NULL,
+        labels TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        size INTEGER NOT NULL DEFAULT 0,
+        inodes INTEGER NOT NULL DEFAULT 0);
+    CREATE INDEX snapshots_by_parent ON snapshots(parent);
+    """,
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRecord:
+    id: int
+    info: Info
+    usage: Usage
+    # Folder ids of the committed ancestors, nearest first.
+    parent_ids: tuple[int, ...]
+
+
+class MetaStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.RLock()
+        with self._translate():
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+            for number, script in enumerate(_SCHEMA[version:], start=version + 1):
+                self._conn.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[StorageTx]:
+        with self._lock, self._translate():
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield StorageTx(self._conn)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    @contextmanager
+    def _translate(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise Unavailable(f"snapshot metadata: {exc}") from exc
+
+
+class StorageTx:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def get(self, key: str) -> SnapshotRecord:
+        row = self._conn.execute(f"SELECT {_COLUMNS} FROM snapshots WHERE key=?", (key,)).fetchone()
+        if row is None:
+            raise NotFound(f"snapshot {key!r}: not found")
+        return self._record(row)
+
+    def create(self, kind: Kind, key: str, parent: str, labels: Mapping[str, str]) -> SnapshotRecord:
+        if not key:
+            raise InvalidArgument("snapshot key must not be empty")
+        if self._exists(key):
+            raise AlreadyExists(f"snapshot {key!r}: already exists")
+        if parent:
+            parent_kind = self.get(parent).info.kind
+            if parent_kind != Kind.COMMITTED:
+                raise FailedPrecondition(f"parent {parent!r} is {parent_kind}, not Committed")
+        now = _now()
+        self._conn.execute(
+            "INSERT INTO snapshots(key, parent, kind, labels, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (key, parent, int(kind), _dump(labels), now, now))
+        return self.get(key)
+
+    def commit(self, name: str, key: str, usage: Usage, labels: Mapping[str, str] | None) -> SnapshotRecord:
+        """Turn Active ``key`` into Committed ``name``, keeping its folder id."""
+        record = self.get(key)
+        if record.info.kind != Kind.ACTIVE:
+            raise FailedPrecondition(f"snapshot {key!r} is {record.info.kind}, not Active")
+        if self._exists(name):
+            raise AlreadyExists(f"snapshot {name!r}: already exists")
+        merged = dict(record.info.labels) if labels is None else dict(labels)
+        self._conn.execute(
+            """UPDATE snapshots SET key=?, kind=?, labels=?, updated_at=?, size=?, inodes=? WHERE id=?""",
+            (name, int(Kind.COMMITTED), _dump(merged), _now(), usage.size, usage.inodes, record.id))
+        return self.get(name)
+
+    def remove(self, key: str) -> SnapshotRecord:
+        record = self.get(key)
+        child = self._conn.execute("SELECT key FROM snapshots WHERE parent=? LIMIT 1", (key,)).fetchone()
+        if child is not None:
+            raise FailedPrecondition(f"cannot remove snapshot {key!r}: snapshot {child[0]!r} depends on it")
+        self._conn.execute("DELETE FROM snapshots WHERE id=?", (record.id,))
+        return record
+
+    def set_labels(self, key: str, labels: Mapping[str, str]) -> SnapshotRecord:
+        self.get(key)
+        self._conn.execute("UPDATE snapshots SET labels=?, updated_at=? WHERE key=?", (_dump(labels), _now(), key))
+        return self.get(key)
+
+    def all(self) -> list[SnapshotRecord]:
+        return [self._record(row) for row in self._conn.execute(f"SELECT {_COLUMNS} FROM snapshots ORDER BY key")]
+
+    def ids(self) -> set[int]:
+        return {row[0] for row in self._conn.execute("SELECT id FROM snapshots")}
+
+    def _exists(self, key: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM snapshots WHERE key=?", (key,)).fetchone() is not None
+
+    def _record(self, row: tuple[int, str, str, int, str, str, str, int, int]) -> SnapshotRecord:
+        sid, key, parent, kind, labels, created, updated, size, inodes = row
+        info = Info(Kind(kind), key, parent, json.loads(labels), datetime.fromisoformat(created),
+                    datetime.fromisoformat(updated))
+        return SnapshotRecord(sid, info, Usage(size, inodes), self._parent_ids(parent))
+
+    def _parent_ids(self, parent: str) -> tuple[int, ...]:
+        ids = []
+        while parent:
+            row = self._conn.execute("SELECT id, parent FROM snapshots WHERE key=?", (parent,)).fetchone()
+            if row is None:
+                raise NotFound(f"parent snapshot {parent!r}: not found")
+            ids.append(row[0])
+            parent = row[1]
+        return tuple(ids)
+
+
+_COLUMNS = "id, key, parent, kind, labels, created_at, updated_at, size, inodes"
+
+
+def _dump(labels: Mapping[str, str]) -> str:
+    return json.dumps(dict(sorted(labels.items())))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import socket
+
+import httpx
+import pytest
+
+from cri.metrics import Metrics, start_server
+from errdefs import NotFound, Unavailable
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def test_every_name_is_prefixed() -> None:
+    names = [m.name for m in Metrics().registry.collect()]
+    assert names
+    assert all(name.startswith("crishim_") for name in names)
+
+
+def test_registries_are_independent() -> None:
+    first, second = Metrics(), Metrics()
+    first.observe_rpc("/m", "OK", 0.01)
+    assert sample(first, "crishim_grpc_requests_total", method="/m", code="OK") == 1
+    assert sample(second, "crishim_grpc_requests_total", method="/m", code="OK") is None
+
+
+def test_rpc_observations() -> None:
+    metrics = Metrics()
+    metrics.observe_rpc("/runtime.v1.RuntimeService/Version", "OK", 0.002)
+    labels = {"method": "/runtime.v1.RuntimeService/Version", "code": "OK"}
+    assert sample(metrics, "crishim_grpc_requests_total", **labels) == 1
+    assert sample(metrics, "crishim_grpc_request_duration_seconds_count", **labels) == 1
+
+
+def test_pull_outcomes() -> None:
+    metrics = Metrics()
+    assert sample(metrics, "crishim_image_pulls_total", outcome="failure") == 0
+    with metrics.pull():
+        metrics.add_pull_bytes(1000)
+    with pytest.raises(NotFound), metrics.pull():
+        raise NotFound("no such image")
+    assert sample(metrics, "crishim_image_pulls_total", outcome="success") == 1
+    assert sample(metrics, "crishim_image_pulls_total", outcome="failure") == 1
+    assert sample(metrics, "crishim_image_pull_bytes_total") == 1000
+    assert sample(metrics, "crishim_image_pull_duration_seconds_count") == 1
+
+
+def test_serves_and_closes() -> None:
+    metrics = Metrics()
+    metrics.add_pull_bytes(42)
+    server = start_server(metrics, "127.0.0.1:0")
+    try:
+        response = httpx.get(f"http://{server.address}/metrics")
+        assert response.status_code == 200
+        assert "crishim_image_pull_bytes_total 42.0" in response.text
+    finally:
+        server.close()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+
+
+def test_port_in_use() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(Unavailable, match="cannot serve metrics"):
+            start_server(Metrics(), f"127.0.0.1:{taken.getsockname()[1]}")
