@@ -22,19 +22,22 @@ from errdefs import InvalidArgument, NotFound
 from store import mediatypes
 from store.content import ContentStore
 from store.descriptor import Descriptor, ImageConfig, Index, Manifest
+from store.digest import Digest
 from store.gc import LEASE_CONTENT
 from store.metadata import Lease, MetadataDB, Tx
 from store.platforms import Platform
 from store.reference import Reference
 from store.remote import Credentials, HostsConfig, RegistryClient
 
-__all__ = ["PulledImage", "Puller", "distribution_source_label"]
+__all__ = ["ContentLabels", "PulledImage", "Puller", "distribution_source_label"]
 
 log = structlog.get_logger(__name__)
 
 LABEL_DISTRIBUTION_SOURCE = "containerd.io/distribution.source."
 LABEL_GC_EXPIRE = "containerd.io/gc.expire"
 _LEASE_TTL = timedelta(hours=24)
+# Labels to add to blobs, by digest.
+ContentLabels = dict[Digest, dict[str, str]]
 _MAX_INDEX_DEPTH = 4
 
 
@@ -67,15 +70,21 @@ class Puller:
         self._on_bytes = on_bytes
 
     def pull(self, namespace: str, ref: Reference, credentials: Credentials | None,
-             record: Callable[[Tx, PulledImage], None] = lambda tx, image: None) -> PulledImage:
-        """Fetch ``ref`` and commit its content; ``record`` runs inside the final transaction."""
+             record: Callable[[Tx, PulledImage], None] = lambda tx, image: None,
+             unpack: Callable[[PulledImage], ContentLabels] = lambda image: {}) -> PulledImage:
+        """Fetch ``ref`` and commit its content.
+
+        ``unpack`` runs once everything is fetched and returns more labels for
+        the image's blobs; ``record`` runs inside the final transaction.
+        """
         lease = self._create_lease(namespace)
         try:
             with self._client(ref, credentials) as client:
                 image, fetched = _Pull(self, client, namespace, lease.id, ref).run()
+            extra = unpack(image)
             with self._db.transaction() as tx:
                 for item in fetched:
-                    labels = _with_source(tx, namespace, item, ref)
+                    labels = {**_with_source(tx, namespace, item, ref), **extra.get(item.desc.digest, {})}
                     tx.put_content(namespace, item.desc.digest, item.desc.size, labels)
                 record(tx, image)
                 tx.delete_lease(namespace, lease.id)

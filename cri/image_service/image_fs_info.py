@@ -1,4 +1,4 @@
-"""ImageFsInfo: the filesystem holding image data, as kubelet's image GC reads it (entry 0)."""
+"""ImageFsInfo: the snapshotter's filesystem, where image layers live (kubelet reads entry 0)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,22 @@ import time
 from typing import TYPE_CHECKING
 
 from cri.api.runtime.v1 import api_pb2
+from snapshotters.snapshotter import Info, Usage
 
 if TYPE_CHECKING:
     from cri.image_service.service import ImageService
 
 
 def image_fs_info(svc: ImageService, request: api_pb2.ImageFsInfoRequest) -> api_pb2.ImageFsInfoResponse:
-    used, inodes = svc.content.usage()
+    sn = svc.snapshotter
+    infos: list[Info] = []
+    sn.walk(infos.append)
+    usages = [sn.usage(info.name) for info in infos]
+    total = Usage(sum(u.size for u in usages), sum(u.inodes for u in usages))
     usage = api_pb2.FilesystemUsage(
         timestamp=time.time_ns(),
-        fs_id=api_pb2.FilesystemIdentifier(mountpoint=str(svc.content.root)),
-        used_bytes=api_pb2.UInt64Value(value=used),
-        inodes_used=api_pb2.UInt64Value(value=inodes),
+        fs_id=api_pb2.FilesystemIdentifier(mountpoint=sn.root),
+        used_bytes=api_pb2.UInt64Value(value=total.size),
+        inodes_used=api_pb2.UInt64Value(value=total.inodes),
     )
     return api_pb2.ImageFsInfoResponse(image_filesystems=[usage])

@@ -25,7 +25,8 @@ def pull_image(svc: ImageService, request: api_pb2.PullImageRequest) -> api_pb2.
     credentials = _credentials(svc, request, ref)
     try:
         with svc.metrics.pull():
-            image = svc.puller.pull(CRI_NAMESPACE, ref, credentials, record=_record_names)
+            image = svc.puller.pull(CRI_NAMESPACE, ref, credentials, record=_record_names,
+                                    unpack=svc.unpacker.unpack)
     except BaseException:
         # Blobs of a failed pull are garbage once its lease is gone; only resumable ingests stay.
         svc.collect_garbage()

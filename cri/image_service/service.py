@@ -14,7 +14,12 @@ from cri.image_service.image_status import image_status
 from cri.image_service.list_images import list_images
 from cri.image_service.pull_image import pull_image
 from cri.image_service.remove_image import remove_image
+from cri.image_service.unpack import Unpacker
 from cri.metrics import Metrics
+from errdefs import InvalidArgument
+from snapshotters import Snapshotter
+from snapshotters.gc import prune
+from snapshotters.registry import open_snapshotters
 from store.content import ContentStore
 from store.gc import GCResult, collect
 from store.metadata import MetadataDB
@@ -35,6 +40,13 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
         self.content = ContentStore(config.root / CONTENT_DIR)
         self.db = MetadataDB(config.root / METADATA_DB)
         self.catalog = ImageCatalog(self.db, self.content, CRI_NAMESPACE, platform)
+        self.snapshotters = open_snapshotters(config.root)
+        self.snapshotter_name = config.image.snapshotter
+        if self.snapshotter_name not in self.snapshotters:
+            raise InvalidArgument(f"config: image.snapshotter {self.snapshotter_name!r} is not one of "
+                                  f"{', '.join(sorted(self.snapshotters))}")
+        self.unpacker = Unpacker(self.content, self.snapshotter, self.snapshotter_name)
+        self.unpacker.remove_leftovers()
         self.puller = Puller(
             self.content, self.db, HostsConfig(config.registry.config_path), platform=platform,
             max_concurrent_downloads=config.image.max_concurrent_downloads,
@@ -47,12 +59,22 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
     def from_config(cls, config: Config, metrics: Metrics) -> ImageService:
         return cls(config, metrics, default_platform())
 
+    @property
+    def snapshotter(self) -> Snapshotter:
+        return self.snapshotters[self.snapshotter_name]
+
     def close(self) -> None:
+        for sn in self.snapshotters.values():
+            sn.close()
         self.db.close()
 
     def collect_garbage(self) -> GCResult:
+        """Blobs nothing refers to, then committed snapshots no image needs."""
         with self._gc_lock:
-            return collect(self.db, self.content)
+            result = collect(self.db, self.content)
+            for name, sn in self.snapshotters.items():
+                prune(sn, result.live_snapshots.get(name, set()))
+            return result
 
     def PullImage(self, request: Any, context: Any) -> api_pb2.PullImageResponse:
         return pull_image(self, request)

@@ -1,0 +1,102 @@
+"""Unpacking a pulled image's layers into a snapshotter, as containerd's unpacker does.
+
+Each layer is decompressed while its diff ID is hashed, applied into a fresh
+Active snapshot and committed under its chain ID with the previous chain ID as
+parent. A layer already present (same chain ID) is skipped; a per-chain lock
+makes two concurrent pulls of one image unpack each layer once. A diff ID
+mismatch removes the half-made snapshot and fails the pull.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import threading
+from collections import defaultdict
+from pathlib import Path
+from typing import BinaryIO, cast
+
+import structlog
+
+from cri.image_service.catalog import chain_id
+from errdefs import DataLoss, NotFound
+from snapshotters.apply import apply_tar
+from snapshotters.compression import HashingReader, decompressed
+from snapshotters.snapshotter import Kind, Snapshotter
+from store import mediatypes
+from store.content import ContentStore
+from store.descriptor import Descriptor
+from store.digest import Digest
+from store.pull import ContentLabels, PulledImage
+
+__all__ = ["EXTRACT_PREFIX", "Unpacker"]
+
+log = structlog.get_logger(__name__)
+
+LABEL_UNCOMPRESSED = "containerd.io/uncompressed"
+LABEL_SNAPSHOT_REF = "containerd.io/gc.ref.snapshot."
+# Active snapshots being unpacked; a crash leaves them behind and start-up removes them.
+EXTRACT_PREFIX = "extract-"
+
+
+class Unpacker:
+    def __init__(self, content: ContentStore, snapshotter: Snapshotter, snapshotter_name: str) -> None:
+        self._content = content
+        self._sn = snapshotter
+        self._name = snapshotter_name
+        self._chain_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._guard = threading.Lock()
+
+    def unpack(self, image: PulledImage) -> ContentLabels:
+        parent = ""
+        labels: ContentLabels = {}
+        for layer, diff_id in zip(image.layers, image.image_config.diff_ids, strict=True):
+            chain = str(chain_id((Digest.parse(parent), diff_id))) if parent else str(diff_id)
+            self._ensure_layer(layer, diff_id, chain, parent)
+            labels[layer.digest] = {LABEL_UNCOMPRESSED: str(diff_id)}
+            parent = chain
+        labels[image.config.digest] = {LABEL_SNAPSHOT_REF + self._name: parent}
+        return labels
+
+    def remove_leftovers(self) -> None:
+        """Drop Active extraction snapshots a crash interrupted."""
+        stale: list[str] = []
+        self._sn.walk(lambda info: stale.append(info.name)
+                      if info.kind == Kind.ACTIVE and info.name.startswith(EXTRACT_PREFIX) else None)
+        for key in stale:
+            log.info("unpack.leftover_removed", key=key)
+            self._sn.remove(key)
+
+    def _ensure_layer(self, layer: Descriptor, diff_id: Digest, chain: str, parent: str) -> None:
+        with self._guard:
+            lock = self._chain_locks[chain]
+        with lock:
+            if self._exists(chain):
+                return
+            key = f"{EXTRACT_PREFIX}{secrets.token_hex(8)}-{chain}"
+            self._sn.prepare(key, parent)
+            try:
+                self._apply(layer, diff_id, self._sn.apply_dir(key))
+                self._sn.commit(chain, key)
+            except BaseException:
+                self._sn.remove(key)
+                raise
+            log.debug("unpack.layer", chain_id=chain, layer=str(layer.digest))
+
+    def _apply(self, layer: Descriptor, diff_id: Digest, target: str) -> None:
+        compression = mediatypes.layer_compression(layer.media_type) or mediatypes.Compression.NONE
+        with self._content.open(layer.digest) as blob:
+            reader = HashingReader(decompressed(blob, compression))
+            # Large reads from the decompressor; tarfile itself asks for 10 KiB at a time.
+            apply_tar(cast(BinaryIO, io.BufferedReader(reader, 1 << 20)), Path(target), self._sn.whiteouts)
+            reader.drain()
+        if reader.digest != str(diff_id):
+            raise DataLoss(f"layer {layer.digest}: uncompressed digest {reader.digest} does not match "
+                           f"diff ID {diff_id} in the image config")
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self._sn.stat(key)
+        except NotFound:
+            return False
+        return True
