@@ -1,0 +1,160 @@
+"""Unpacking layers from the content store into snapshots keyed by chain ID."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from cri.image_service.unpack import Unpacker
+from errdefs import DataLoss
+from snapshotters import Kind, NativeSnapshotter, OverlaySnapshotter, Snapshotter
+from snapshotters.gc import prune
+from store.content import ContentStore
+from store.descriptor import Descriptor, ImageConfig
+from store.digest import Digest, sha256_of
+from store.pull import PulledImage
+from store.reference import Reference
+from tests.support.tools import require_root
+
+GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+PLAIN = "application/vnd.docker.image.rootfs.diff.tar"
+
+
+@pytest.fixture(autouse=True)
+def _root() -> None:
+    require_root("unpacking layers")
+
+
+def layer_tar(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def compress(raw: bytes, media_type: str) -> bytes:
+    if media_type == GZIP:
+        return gzip.compress(raw)
+    if media_type == ZSTD:
+        return zstandard.ZstdCompressor().compress(raw)
+    return raw
+
+
+def store_blob(content: ContentStore, data: bytes) -> Digest:
+    digest = sha256_of(data)
+    with content.writer(str(digest), digest, len(data)) as w:
+        w.write(data)
+        w.commit()
+    return digest
+
+
+def make_image(content: ContentStore, layers: list[tuple[str, dict[str, bytes]]],
+               diff_ids: list[Digest] | None = None) -> PulledImage:
+    descs, diffs = [], []
+    for media_type, files in layers:
+        raw = layer_tar(files)
+        blob = compress(raw, media_type)
+        descs.append(Descriptor(media_type, store_blob(content, blob), len(blob)))
+        diffs.append(sha256_of(raw))
+    diffs = diff_ids or diffs
+    config_doc = {"os": "linux", "architecture": "amd64", "rootfs": {"type": "layers",
+                                                                      "diff_ids": [str(d) for d in diffs]}}
+    config_bytes = json.dumps(config_doc).encode()
+    config = Descriptor("application/vnd.oci.image.config.v1+json", store_blob(content, config_bytes),
+                        len(config_bytes))
+    manifest = Descriptor("application/vnd.oci.image.manifest.v1+json", sha256_of(b"m"), 1)
+    return PulledImage(Reference.parse("example.com/app:v1"), manifest, manifest, config, tuple(descs),
+                       ImageConfig.parse(config_bytes))
+
+
+def chain(parent: str, diff: Digest) -> str:
+    return "sha256:" + hashlib.sha256(f"{parent} {diff}".encode()).hexdigest()
+
+
+@pytest.fixture(params=["overlayfs", "native"])
+def setup(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[ContentStore, Snapshotter, Unpacker]:
+    driver = OverlaySnapshotter if request.param == "overlayfs" else NativeSnapshotter
+    content, sn = ContentStore(tmp_path / "content"), driver(tmp_path / request.param)
+    return content, sn, Unpacker(content, sn, request.param)
+
+
+def keys(sn: Snapshotter) -> dict[str, tuple[str, Kind]]:
+    found: dict[str, tuple[str, Kind]] = {}
+    sn.walk(lambda info: found.__setitem__(info.name, (info.parent, info.kind)))
+    return found
+
+
+def test_layers_become_a_chain_of_committed_snapshots(setup: tuple[ContentStore, Snapshotter, Unpacker]) -> None:
+    content, sn, unpacker = setup
+    image = make_image(content, [(GZIP, {"a": b"1"}), (ZSTD, {"b": b"2"}), (PLAIN, {"c": b"3"})])
+    d0, d1, d2 = image.image_config.diff_ids
+    c1 = chain(str(d0), d1)
+    c2 = chain(c1, d2)
+    labels = unpacker.unpack(image)
+    assert keys(sn) == {str(d0): ("", Kind.COMMITTED), c1: (str(d0), Kind.COMMITTED), c2: (c1, Kind.COMMITTED)}
+    name = "overlayfs" if isinstance(sn, OverlaySnapshotter) else "native"
+    assert labels[image.config.digest] == {f"containerd.io/gc.ref.snapshot.{name}": c2}
+    assert [labels[layer.digest] for layer in image.layers] == [
+        {"containerd.io/uncompressed": str(d)} for d in (d0, d1, d2)]
+
+
+def test_present_layers_are_skipped_and_concurrent_unpacks_share(
+        setup: tuple[ContentStore, Snapshotter, Unpacker]) -> None:
+    content, sn, unpacker = setup
+    image = make_image(content, [(GZIP, {"a": b"1"}), (GZIP, {"b": b"2"})])
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            unpacker.unpack(image)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(keys(sn)) == 2
+
+
+def test_diff_id_mismatch_fails_and_leaves_no_snapshot(setup: tuple[ContentStore, Snapshotter, Unpacker]) -> None:
+    content, sn, unpacker = setup
+    image = make_image(content, [(GZIP, {"a": b"1"})], diff_ids=[sha256_of(b"something else")])
+    with pytest.raises(DataLoss, match="diff ID"):
+        unpacker.unpack(image)
+    assert keys(sn) == {}
+
+
+def test_leftover_extractions_are_removed(setup: tuple[ContentStore, Snapshotter, Unpacker]) -> None:
+    _, sn, unpacker = setup
+    sn.prepare("extract-dead-sha256:x")
+    sn.prepare("container-keeps")
+    unpacker.remove_leftovers()
+    assert set(keys(sn)) == {"container-keeps"}
+
+
+def test_prune_keeps_live_chains_and_active_snapshots(setup: tuple[ContentStore, Snapshotter, Unpacker]) -> None:
+    content, sn, unpacker = setup
+    kept = make_image(content, [(GZIP, {"shared": b"s"}), (GZIP, {"one": b"1"})])
+    dropped = make_image(content, [(GZIP, {"shared": b"s"}), (GZIP, {"two": b"2"})])
+    top_kept = unpacker.unpack(kept)[kept.config.digest]
+    unpacker.unpack(dropped)
+    live = set(top_kept.values())
+    sn.prepare("container", next(iter(live)))
+    removed = prune(sn, live)
+    assert len(removed) == 1
+    assert set(keys(sn)) == {str(kept.image_config.diff_ids[0]), *live, "container"}
