@@ -18,6 +18,7 @@ import posixpath
 import shutil
 import stat
 import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -40,9 +41,15 @@ class ApplyResult:
     dir_times: list[tuple[str, int]] = field(default_factory=list)
 
 
-def apply_tar(stream: BinaryIO, root: Path, whiteouts: str = "overlay") -> ApplyResult:
-    """Extract the tar read from ``stream`` into ``root``; returns what it wrote."""
-    applier = _Applier(str(root), whiteouts)
+def apply_tar(stream: BinaryIO, root: Path, whiteouts: str = "overlay",
+              parents: Sequence[Path] = ()) -> ApplyResult:
+    """Extract the tar read from ``stream`` into ``root``; returns what it wrote.
+
+    ``parents`` are the layers below (nearest first): a directory an entry needs
+    but the layer does not carry is created with the attributes it has there, so
+    the upper layer does not change how it looks once stacked.
+    """
+    applier = _Applier(str(root), whiteouts, [str(p) for p in parents])
     try:
         with tarfile.open(fileobj=stream, mode="r|", errorlevel=2) as archive:
             for member in archive:
@@ -54,10 +61,11 @@ def apply_tar(stream: BinaryIO, root: Path, whiteouts: str = "overlay") -> Apply
 
 
 class _Applier:
-    def __init__(self, root: str, whiteouts: str) -> None:
+    def __init__(self, root: str, whiteouts: str, parents: list[str]) -> None:
         if whiteouts not in ("overlay", "delete"):
             raise ValueError(f"unknown whiteout mode {whiteouts!r}")
         self.root = os.path.realpath(root)
+        self.parents = parents
         self.overlay = whiteouts == "overlay"
         self.result = ApplyResult()
         self._written: set[str] = set()
@@ -68,7 +76,7 @@ class _Applier:
             self._apply_root(member)
             return
         parent, base = posixpath.split(name)
-        parent_path = self._resolve_dir(parent, member.name)
+        parent_path = self._resolve_dir(parent, member.name, create=True)
         if base == WHITEOUT_OPAQUE:
             self._opaque(parent_path, parent)
         elif base.startswith(WHITEOUT_PREFIX):
@@ -87,8 +95,11 @@ class _Applier:
             self._attributes(self.root, member)
             self.result.dir_times.append((self.root, int(member.mtime * 1e9)))
 
-    def _resolve_dir(self, relative: str, entry: str) -> str:
-        """The real path of directory ``relative`` inside root, symlinks resolved within root."""
+    def _resolve_dir(self, relative: str, entry: str, create: bool = False) -> str:
+        """The real path of directory ``relative`` inside root, symlinks resolved within root.
+
+        With ``create``, missing directories are made as the parent layers have them.
+        """
         current = self.root
         pending = [c for c in relative.split("/") if c] if relative else []
         hops = 0
@@ -101,8 +112,11 @@ class _Applier:
             try:
                 st = os.lstat(candidate)
             except FileNotFoundError:
-                raise InvalidArgument(
-                    f"layer entry {entry!r}: parent directory {relative!r} does not exist") from None
+                if not create:
+                    raise InvalidArgument(
+                        f"layer entry {entry!r}: parent directory {relative!r} does not exist") from None
+                self._make_parent(candidate)
+                st = os.lstat(candidate)
             if stat.S_ISLNK(st.st_mode):
                 hops += 1
                 if hops > _MAX_SYMLINKS:
@@ -116,6 +130,18 @@ class _Applier:
                 raise InvalidArgument(f"layer entry {entry!r}: {component!r} in its path is not a directory")
             current = candidate
         return current
+
+    def _make_parent(self, path: str) -> None:
+        relative = os.path.relpath(path, self.root)
+        for lower in self.parents:
+            source = os.path.join(lower, relative)
+            st = _lstat(source)
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                os.mkdir(path)
+                _copy_dir_attributes(source, st, path)
+                return
+        os.mkdir(path, 0o755)
+        os.chmod(path, 0o755)
 
     def _create(self, path: str, name: str, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
         existing = _lstat(path)
@@ -203,6 +229,16 @@ def _clean(name: str) -> str:
     if relative == ".." or relative.startswith("../"):
         raise InvalidArgument(f"layer entry {name!r}: path escapes the snapshot")
     return "" if cleaned in ("", ".") else cleaned
+
+
+def _copy_dir_attributes(source: str, st: os.stat_result, path: str) -> None:
+    os.chown(path, st.st_uid, st.st_gid)
+    os.chmod(path, stat.S_IMODE(st.st_mode))
+    for name in os.listxattr(source, follow_symlinks=False):
+        if name.startswith("trusted.overlay."):
+            continue  # overlay's own bookkeeping (opaque) belongs to the lower layer only
+        os.setxattr(path, name, os.getxattr(source, name, follow_symlinks=False), follow_symlinks=False)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def _mtime_ns(member: tarfile.TarInfo) -> int:

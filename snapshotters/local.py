@@ -91,6 +91,9 @@ class LocalSnapshotter(Snapshotter):
             raise InvalidArgument(f"snapshot {key!r} is {record.info.kind}, not Active")
         return str(self._fs(record.id))
 
+    def lower_dirs(self, key: str) -> list[str]:
+        return []
+
     def cleanup(self) -> None:
         """Remove folders no record owns: leftovers of a crash mid-create or mid-remove."""
         with self._store.transaction() as tx:

@@ -30,6 +30,11 @@ class OverlaySnapshotter(LocalSnapshotter):
         super().__init__(root)
         self._index_off = kernel_has_index_param()
 
+    def lower_dirs(self, key: str) -> list[str]:
+        with self._store.transaction() as tx:
+            record = tx.get(key)
+        return [str(self._fs(p)) for p in record.parent_ids]
+
     def _populate(self, path: Path, kind: Kind, parent: SnapshotRecord | None) -> None:
         (path / "fs").mkdir(mode=0o755)
         if kind == Kind.ACTIVE:

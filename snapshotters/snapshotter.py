@@ -110,6 +110,10 @@ class Snapshotter(abc.ABC):
     def apply_dir(self, key: str) -> str:
         """Where a layer's diff is written for an Active snapshot (its upper layer)."""
 
+    @abc.abstractmethod
+    def lower_dirs(self, key: str) -> list[str]:
+        """The read-only layers under an Active snapshot's ``apply_dir``, nearest first (none if it is a copy)."""
+
     @property
     @abc.abstractmethod
     def whiteouts(self) -> str:

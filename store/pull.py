@@ -206,7 +206,7 @@ def _manifest_labels(manifest: Manifest) -> dict[str, str]:
 
 
 def _with_source(tx: Tx, namespace: str, item: _Fetched, ref: Reference) -> dict[str, str]:
-    key = LABEL_DISTRIBUTION_SOURCE + ref.domain
+    key = LABEL_DISTRIBUTION_SOURCE + ref.hostname
     try:
         existing = tx.get_content(namespace, item.desc.digest).labels.get(key)
     except NotFound:

@@ -54,6 +54,13 @@ class Reference:
         return f"{self.domain}/{self.path}"
 
     @property
+    def hostname(self) -> str:
+        """The domain without its port, as containerd names distribution-source labels."""
+        if self.domain.startswith("["):
+            return self.domain.partition("]")[0] + "]"
+        return self.domain.partition(":")[0]
+
+    @property
     def object(self) -> str:
         """What to ask the registry for: the digest if there is one, else the tag."""
         return str(self.digest) if self.digest else str(self.tag)

@@ -12,6 +12,7 @@ import hashlib
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from errdefs import InvalidArgument, NotFound
 from store import mediatypes
@@ -24,6 +25,7 @@ from store.reference import Reference
 
 __all__ = ["CRIImage", "ImageCatalog", "chain_id", "image_record_labels"]
 
+_EPOCH = datetime.fromtimestamp(0, UTC)
 # The label containerd's CRI sets on the image records it manages.
 LABEL_MANAGED = "io.cri-containerd.image"
 
@@ -88,7 +90,10 @@ class ImageCatalog:
         raise NotFound(f"image {ref_or_id!r}: not found")
 
     def _image(self, records: list[ImageRecord]) -> CRIImage:
-        resolved = self._resolve_target(records[0].target)
+        # Names sharing a config may point at different manifests (say docker and OCI media types);
+        # like containerd's CRI, the image is described by the one pulled first.
+        first = min(records, key=lambda r: (r.created_at or _EPOCH, r.name))
+        resolved = self._resolve_target(first.target)
         names = tuple(sorted(r.name for r in records))
         tags, digests = [], []
         for name in names:
@@ -101,7 +106,7 @@ class ImageCatalog:
             if ref.tag:
                 tags.append(name)
         return CRIImage(str(resolved.config.digest), names, tuple(tags), tuple(digests), resolved.size,
-                        records[0].target, resolved.manifest, resolved.image_config)
+                        first.target, resolved.manifest, resolved.image_config)
 
     def _resolve_target(self, target: Descriptor) -> _Resolved:
         with self._lock:

@@ -16,7 +16,6 @@ def to_cri_image(image: CRIImage) -> api_pb2.Image:
         repo_tags=list(image.repo_tags),
         repo_digests=list(image.repo_digests),
         size=image.size,
-        spec=api_pb2.ImageSpec(image=image.id),
     )
     uid, username = user_of(image.config.user)
     if uid is not None:

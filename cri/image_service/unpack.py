@@ -76,19 +76,20 @@ class Unpacker:
             key = f"{EXTRACT_PREFIX}{secrets.token_hex(8)}-{chain}"
             self._sn.prepare(key, parent)
             try:
-                self._apply(layer, diff_id, self._sn.apply_dir(key))
+                self._apply(layer, diff_id, key)
                 self._sn.commit(chain, key)
             except BaseException:
                 self._sn.remove(key)
                 raise
             log.debug("unpack.layer", chain_id=chain, layer=str(layer.digest))
 
-    def _apply(self, layer: Descriptor, diff_id: Digest, target: str) -> None:
+    def _apply(self, layer: Descriptor, diff_id: Digest, key: str) -> None:
+        target, lowers = Path(self._sn.apply_dir(key)), [Path(p) for p in self._sn.lower_dirs(key)]
         compression = mediatypes.layer_compression(layer.media_type) or mediatypes.Compression.NONE
         with self._content.open(layer.digest) as blob:
             reader = HashingReader(decompressed(blob, compression))
             # Large reads from the decompressor; tarfile itself asks for 10 KiB at a time.
-            apply_tar(cast(BinaryIO, io.BufferedReader(reader, 1 << 20)), Path(target), self._sn.whiteouts)
+            apply_tar(cast(BinaryIO, io.BufferedReader(reader, 1 << 20)), target, self._sn.whiteouts, lowers)
             reader.drain()
         if reader.digest != str(diff_id):
             raise DataLoss(f"layer {layer.digest}: uncompressed digest {reader.digest} does not match "

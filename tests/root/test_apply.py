@@ -164,3 +164,19 @@ def test_symlinks_inside_resolve_within_root(tmp_path: Path) -> None:
 def test_malformed_tar_is_invalid_argument(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument):
         apply_tar(io.BytesIO(b"not a tar" * 100), tmp_path)
+
+
+def test_missing_parents_take_their_attributes_from_lower_layers(tmp_path: Path) -> None:
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    lower.mkdir()
+    upper.mkdir()
+    apply_tar(tar([entry("etc/", tarfile.DIRTYPE, mode=0o750, uid=7, gid=8), entry("etc/doomed", data=b"x")]), lower)
+    os.setxattr(lower / "etc", "trusted.overlay.opaque", b"y")
+    os.setxattr(lower / "etc", "user.kept", b"k")
+    apply_tar(tar([entry("etc/.wh.doomed"), entry("new/deep/file", data=b"n")]), upper, "overlay", [lower])
+    st = os.lstat(upper / "etc")
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o750, 7, 8)
+    assert os.getxattr(upper / "etc", "user.kept") == b"k"
+    assert "trusted.overlay.opaque" not in os.listxattr(upper / "etc")
+    assert stat.S_ISCHR(os.lstat(upper / "etc/doomed").st_mode)
+    assert stat.S_IMODE(os.lstat(upper / "new/deep").st_mode) == 0o755

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from errdefs import DataLoss, Unavailable
+from errdefs import DataLoss, DeadlineExceeded, Unavailable
 from store.content import ContentStore
 from store.descriptor import Descriptor
 from store.digest import sha256_of
@@ -26,7 +26,9 @@ class BlobServer(ThreadingHTTPServer):
         self.blob = BLOB
         self.cut_after: int | None = None  # drop the connection after this many bytes
         self.honour_range = True
+        self.stall = threading.Event()  # set: send a little, then nothing until released
         self.sent: list[tuple[str | None, int]] = []  # (Range header, bytes sent)
+        self.release = threading.Event()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -40,6 +42,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(206 if start else 200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if self.server.stall.is_set():
+            self.wfile.write(body[:1000])
+            self.wfile.flush()
+            self.server.release.wait(10)
+            return
         if self.server.cut_after is not None:
             body = body[: self.server.cut_after]
             self.server.cut_after = None
@@ -57,17 +64,19 @@ def server() -> Iterator[BlobServer]:
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     yield srv
+    srv.release.set()
     srv.shutdown()
     srv.server_close()
 
 
-def client(server: BlobServer, retries: int) -> RegistryClient:
+def client(server: BlobServer, retries: int, progress_timeout: float) -> RegistryClient:
     host = RegistryHost("http", f"127.0.0.1:{server.server_address[1]}")
-    return RegistryClient(host.host, "repo", [host], None, progress_timeout=5, retries=retries, backoff=0)
+    return RegistryClient(host.host, "repo", [host], None, progress_timeout=progress_timeout, retries=retries,
+                          backoff=0)
 
 
-def fetch(store: ContentStore, server: BlobServer, retries: int) -> None:
-    with client(server, retries) as c, store.writer("layer", LAYER.digest, LAYER.size) as w:
+def fetch(store: ContentStore, server: BlobServer, retries: int, progress_timeout: float = 5) -> None:
+    with client(server, retries, progress_timeout) as c, store.writer("layer", LAYER.digest, LAYER.size) as w:
         c.fetch(LAYER, w)
 
 
@@ -106,3 +115,12 @@ def test_corrupt_content_never_becomes_a_blob(tmp_path: Path, server: BlobServer
         fetch(store, server, retries=0)
     assert not store.exists(LAYER.digest)
     assert store.ingests() == []
+
+
+def test_no_progress_cancels_and_keeps_what_arrived(tmp_path: Path, server: BlobServer) -> None:
+    store = ContentStore(tmp_path)
+    server.stall.set()
+    with pytest.raises(DeadlineExceeded, match="no progress"):
+        fetch(store, server, retries=3, progress_timeout=0.5)
+    assert store.ingest_status("layer").offset == 1000
+    assert len(server.sent) == 0 or server.sent[-1][1] == 1000

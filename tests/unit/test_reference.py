@@ -49,3 +49,11 @@ def test_tag_and_digest_fetches_by_digest() -> None:
 def test_rejects_invalid(text: str) -> None:
     with pytest.raises(InvalidArgument):
         Reference.parse(text)
+
+
+@pytest.mark.parametrize(("text", "hostname"), [
+    ("busybox", "docker.io"), ("127.0.0.1:5000/a", "127.0.0.1"), ("[::1]:5000/a", "[::1]"),
+    ("registry.example/a", "registry.example"),
+])
+def test_hostname_drops_the_port(text: str, hostname: str) -> None:
+    assert Reference.parse(text).hostname == hostname

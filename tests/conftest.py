@@ -1,0 +1,122 @@
+"""Session-wide real services for the integration and end-to-end tests.
+
+Fixtures: registry, auth_registry, test_images, containerd (the oracle), oracle (containerd reset for one
+test), crishim_factory and crishim (the daemon under test). Nothing starts unless a test asks for it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.containerd import Containerd, start_containerd
+from tests.support.daemon import Crishim, CrishimOptions
+from tests.support.images import PushedImage, build_and_push
+from tests.support.mounts import overlay_capable_dir
+from tests.support.registry import Registry, start_registry
+from tests.support.tools import require_root
+
+PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+ROOT_FIXTURES = {"containerd", "oracle", "pulled"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Tests that use the containerd oracle need root; mark them so `-m "not root"` deselects them up front.
+    for item in items:
+        if ROOT_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.root)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    # Remember each phase's outcome so fixtures can print daemon logs on failure during teardown.
+    report: pytest.TestReport = yield
+    item.stash.setdefault(PHASE_REPORTS, {})[report.when] = report
+    return report
+
+
+def phase_failed(request: pytest.FixtureRequest) -> bool:
+    reports = request.node.stash.get(PHASE_REPORTS, {})
+    return any(r.failed for r in reports.values())
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    reg = start_registry(tmp_path_factory.mktemp("registry"))
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    # A random password: a pull that succeeds without being given it cannot be a coincidence.
+    reg = start_registry(
+        tmp_path_factory.mktemp("auth-registry"), username="crishim", password=secrets.token_urlsafe(12)
+    )
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def test_images(
+    registry: Registry, auth_registry: Registry, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, PushedImage]:
+    return build_and_push(tmp_path_factory.mktemp("images"), registry, auth_registry)
+
+
+@pytest.fixture(scope="session")
+def containerd(
+    registry: Registry, auth_registry: Registry, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Containerd]:
+    require_root("containerd (the oracle)")
+    base = overlay_capable_dir([tmp_path_factory.getbasetemp(), Path("/var/tmp")])
+    if base is None:
+        pytest.skip("no directory where an overlay mount works, so containerd's overlayfs snapshotter cannot")
+    workdir = Path(tempfile.mkdtemp(prefix="containerd-", dir=base))
+    oracle = start_containerd(workdir, [registry.host, auth_registry.host])
+    yield oracle
+    oracle.stop()
+    if base != tmp_path_factory.getbasetemp():
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def oracle(containerd: Containerd) -> Containerd:
+    """containerd with no images, so its labels and blobs depend only on what the test pulls."""
+    containerd.reset()
+    return containerd
+
+
+@pytest.fixture
+def crishim_factory(
+    request: pytest.FixtureRequest, tmp_path: Path, registry: Registry, auth_registry: Registry
+) -> Iterator[Callable[..., Crishim]]:
+    """Start crishim daemons; by default trusting both test registries over plain HTTP."""
+    daemons: list[Crishim] = []
+
+    def start(
+        *, trusted_hosts: list[str] | None = None, auths: dict[str, tuple[str, str]] | None = None
+    ) -> Crishim:
+        hosts = [registry.host, auth_registry.host] if trusted_hosts is None else trusted_hosts
+        daemon = Crishim(tmp_path / f"crishim-{len(daemons)}", CrishimOptions(hosts, auths or {}))
+        daemons.append(daemon)
+        daemon.start()
+        return daemon
+
+    yield start
+    for daemon in daemons:
+        if phase_failed(request):
+            print(f"\n--- crishim log tail ({daemon.log_path}) ---\n{daemon.log_tail()}")
+        daemon.cleanup()
+
+
+@pytest.fixture
+def crishim(crishim_factory: Callable[..., Crishim]) -> Crishim:
+    return crishim_factory()

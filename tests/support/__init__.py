@@ -1,0 +1,1 @@
+"""Helpers behind the test fixtures: real processes (registry, containerd, crishim) and real tools."""

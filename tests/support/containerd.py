@@ -1,0 +1,146 @@
+"""containerd 1.6 as the oracle: its own root, state and socket, CRI pulling from the loopback registries."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.support.content import ContentRecord, blob_digests, blob_dir, parse_ctr_content_ls
+from tests.support.crictl import Crictl, empty_config
+from tests.support.hosts import write_plain_http_host
+from tests.support.mounts import unmount_under
+from tests.support.procs import run, spawn, stop_process, tail, wait_until
+from tests.support.tools import binary
+
+NAMESPACE = "k8s.io"
+# Snapshotters needing setup (or a filesystem) the tests lack; disabling them keeps the log readable.
+DISABLED_PLUGINS = (
+    "io.containerd.snapshotter.v1.aufs",
+    "io.containerd.snapshotter.v1.btrfs",
+    "io.containerd.snapshotter.v1.devmapper",
+    "io.containerd.snapshotter.v1.zfs",
+)
+
+
+@dataclass
+class Containerd:
+    workdir: Path
+    process: subprocess.Popen[bytes]
+    crictl_client: Crictl
+
+    @property
+    def root(self) -> Path:
+        return self.workdir / "root"
+
+    @property
+    def state(self) -> Path:
+        return self.workdir / "state"
+
+    @property
+    def socket(self) -> Path:
+        return self.state / "containerd.sock"
+
+    @property
+    def certs_dir(self) -> Path:
+        return self.workdir / "certs.d"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "containerd.log"
+
+    def ctr(self, *args: str, check: bool = True) -> str:
+        return run(binary("ctr"), "-a", self.socket, "-n", NAMESPACE, *args, check=check).stdout
+
+    def crictl(self, *args: str) -> str:
+        return self.crictl_client.run(*args).stdout
+
+    def crictl_json(self, command: str, *args: str) -> Any:
+        return self.crictl_client.json(command, *args)
+
+    def trust(self, host: str) -> None:
+        write_plain_http_host(self.certs_dir, host)
+
+    def content(self) -> dict[str, ContentRecord]:
+        return parse_ctr_content_ls(self.ctr("content", "ls"))
+
+    def blob_path(self, digest: str) -> Path:
+        return blob_dir(self.root) / digest.split(":", 1)[1]
+
+    def blobs(self) -> set[str]:
+        return blob_digests(self.root)
+
+    def reset(self) -> None:
+        """Forget every image; containerd's garbage collector then drops their content and snapshots."""
+        self.crictl_client.run("rmi", "--all", check=False)
+        names = self.ctr("images", "ls", "-q").split()
+        if names:
+            self.ctr("images", "rm", "--sync", *names)
+        wait_until(lambda: not self.content(), timeout=10, what="containerd to collect all content")
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        unmount_under(self.root)
+        unmount_under(self.state)
+
+
+def start_containerd(workdir: Path, trusted_hosts: list[str]) -> Containerd:
+    exe = binary("containerd")
+    binary("ctr")
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = _write_config(workdir)
+    proc = spawn([exe, "--config", config], workdir / "containerd.log")
+    oracle = Containerd(workdir, proc, Crictl(workdir / "state" / "containerd.sock", empty_config(workdir)))
+    for host in trusted_hosts:
+        oracle.trust(host)
+    try:
+        wait_until(lambda: _answers(oracle), timeout=30, what="containerd's socket")
+    except TimeoutError:
+        oracle.stop()
+        raise RuntimeError(f"containerd did not start; log:\n{tail(oracle.log_path)}") from None
+    return oracle
+
+
+def _answers(oracle: Containerd) -> bool:
+    if oracle.process.poll() is not None:
+        raise RuntimeError(f"containerd exited with {oracle.process.returncode}:\n{tail(oracle.log_path)}")
+    if not oracle.socket.exists():
+        return False
+    # The CRI plugin comes up after the socket; crictl answering means image pulls can start.
+    return oracle.crictl_client.run("version", check=False).returncode == 0
+
+
+def _write_config(workdir: Path) -> Path:
+    q = json.dumps  # TOML basic strings accept JSON string escapes
+    cri = '[plugins."io.containerd.grpc.v1.cri"]'
+    text = f"""version = 2
+root = {q(str(workdir / "root"))}
+state = {q(str(workdir / "state"))}
+disabled_plugins = {json.dumps(list(DISABLED_PLUGINS))}
+
+[grpc]
+  address = {q(str(workdir / "state" / "containerd.sock"))}
+
+[ttrpc]
+  address = {q(str(workdir / "state" / "containerd.sock.ttrpc"))}
+
+[debug]
+  level = "debug"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = {q(str(workdir / "opt"))}
+
+{cri}
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    conf_dir = {q(str(workdir / "cni" / "net.d"))}
+    bin_dir = "/usr/lib/cni"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = {q(str(workdir / "certs.d"))}
+"""
+    path = workdir / "config.toml"
+    path.write_text(text)
+    return path

@@ -1,0 +1,103 @@
+"""Debian's docker-registry (distribution 2.8) on 127.0.0.1, optionally behind htpasswd basic auth."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.support.procs import free_port, run, spawn, stop_process, tail, wait_until
+from tests.support.tools import binary
+
+
+@dataclass
+class Registry:
+    host: str  # "127.0.0.1:PORT", the form used in image references
+    storage: Path
+    log_path: Path
+    process: subprocess.Popen[bytes]
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    @property
+    def auth(self) -> tuple[str, str] | None:
+        if self.username is None or self.password is None:
+            return None
+        return (self.username, self.password)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def start_registry(workdir: Path, *, username: str | None = None, password: str | None = None) -> Registry:
+    """Start one registry; retries on a new port when another process grabbed the chosen one first."""
+    exe = binary("docker-registry")
+    workdir.mkdir(parents=True, exist_ok=True)
+    htpasswd = _write_htpasswd(workdir, username, password) if username and password else None
+    for _attempt in range(3):
+        port = free_port()
+        config = _write_config(workdir, port, htpasswd)
+        log_path = workdir / "registry.log"
+        proc = spawn([exe, "serve", config], log_path)
+        registry = Registry(f"127.0.0.1:{port}", workdir / "storage", log_path, proc, username, password)
+        if _wait_ready(registry):
+            return registry
+        registry.stop()
+    raise RuntimeError(f"docker-registry did not start; log:\n{tail(workdir / 'registry.log')}")
+
+
+def _write_htpasswd(workdir: Path, username: str, password: str) -> Path:
+    # bcrypt is the only hash distribution's htpasswd backend accepts.
+    line = run(binary("htpasswd"), "-Bbn", username, password).stdout.strip()
+    path = workdir / "htpasswd"
+    path.write_text(line + "\n")
+    return path
+
+
+def _write_config(workdir: Path, port: int, htpasswd: Path | None) -> Path:
+    config: dict[str, object] = {
+        "version": 0.1,
+        "log": {"level": "info", "formatter": "text"},
+        "storage": {
+            "filesystem": {"rootdirectory": str(workdir / "storage")},
+            "delete": {"enabled": True},
+            # Background upload purging is irrelevant for short test sessions and only adds log noise.
+            "maintenance": {"uploadpurging": {"enabled": False}},
+        },
+        "http": {"addr": f"127.0.0.1:{port}", "secret": "crishim-tests"},
+    }
+    if htpasswd is not None:
+        config["auth"] = {"htpasswd": {"realm": "crishim-tests", "path": str(htpasswd)}}
+    path = workdir / "config.yml"
+    path.write_text(json.dumps(config, indent=2))  # YAML is a superset of JSON
+    return path
+
+
+def _wait_ready(registry: Registry, timeout: float = 15) -> bool:
+    """Poll /v2/: 200 when open, 401 when protected; False if the process died (e.g. port taken)."""
+
+    def answered() -> bool:
+        if registry.process.poll() is not None:
+            raise _Exited
+        try:
+            status = httpx.get(f"{registry.url}/v2/", timeout=1).status_code
+        except httpx.TransportError:
+            return False
+        return status in (200, 401)
+
+    try:
+        wait_until(answered, timeout=timeout, what=f"registry on {registry.host}")
+    except (_Exited, TimeoutError):
+        return False
+    return True
+
+
+class _Exited(Exception):
+    pass
