@@ -102,10 +102,12 @@ def crishim_factory(
     daemons: list[Crishim] = []
 
     def start(
-        *, trusted_hosts: list[str] | None = None, auths: dict[str, tuple[str, str]] | None = None
+        *, trusted_hosts: list[str] | None = None, auths: dict[str, tuple[str, str]] | None = None,
+        auth_fields: dict[str, dict[str, str]] | None = None,
     ) -> Crishim:
         hosts = [registry.host, auth_registry.host] if trusted_hosts is None else trusted_hosts
-        daemon = Crishim(tmp_path / f"crishim-{len(daemons)}", CrishimOptions(hosts, auths or {}))
+        options = CrishimOptions(hosts, auths or {}, auth_fields or {})
+        daemon = Crishim(tmp_path / f"crishim-{len(daemons)}", options)
         daemons.append(daemon)
         daemon.start()
         return daemon

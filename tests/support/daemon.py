@@ -31,6 +31,7 @@ def python_executable() -> Path:
 class CrishimOptions:
     trusted_hosts: list[str] = field(default_factory=list)  # get a plain-HTTP hosts.toml each
     auths: dict[str, tuple[str, str]] = field(default_factory=dict)  # host -> (username, password)
+    auth_fields: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> any [registry.auths] keys
     extra_args: list[str] = field(default_factory=list)
 
 
@@ -130,6 +131,9 @@ class Crishim:
         for host, (username, password) in self.options.auths.items():
             lines += ["", f"[registry.auths.{q(host)}]"]
             lines += [f"username = {q(username)}", f"password = {q(password)}"]
+        for host, fields in self.options.auth_fields.items():
+            lines += ["", f"[registry.auths.{q(host)}]"]
+            lines += [f"{key} = {q(value)}" for key, value in fields.items()]
         self.config_path.write_text("\n".join(lines) + "\n")
 
 

@@ -36,17 +36,25 @@ class Registry:
         stop_process(self.process)
 
 
-def start_registry(workdir: Path, *, username: str | None = None, password: str | None = None) -> Registry:
-    """Start one registry; retries on a new port when another process grabbed the chosen one first."""
+def start_registry(workdir: Path, *, username: str | None = None, password: str | None = None,
+                   token: dict[str, str] | None = None, storage: Path | None = None) -> Registry:
+    """Start one registry; retries on a new port when another process grabbed the chosen one first.
+
+    ``token`` is distribution's ``auth.token`` section (bearer-token flow); ``storage`` lets a
+    second registry serve what another one holds.
+    """
     exe = binary("docker-registry")
     workdir.mkdir(parents=True, exist_ok=True)
-    htpasswd = _write_htpasswd(workdir, username, password) if username and password else None
+    storage = storage or workdir / "storage"
+    auth: dict[str, object] | None = {"token": token} if token else None
+    if username and password and not token:
+        auth = {"htpasswd": {"realm": "crishim-tests", "path": str(_write_htpasswd(workdir, username, password))}}
     for _attempt in range(3):
         port = free_port()
-        config = _write_config(workdir, port, htpasswd)
+        config = _write_config(workdir, port, storage, auth)
         log_path = workdir / "registry.log"
         proc = spawn([exe, "serve", config], log_path)
-        registry = Registry(f"127.0.0.1:{port}", workdir / "storage", log_path, proc, username, password)
+        registry = Registry(f"127.0.0.1:{port}", storage, log_path, proc, username, password)
         if _wait_ready(registry):
             return registry
         registry.stop()
@@ -61,20 +69,20 @@ def _write_htpasswd(workdir: Path, username: str, password: str) -> Path:
     return path
 
 
-def _write_config(workdir: Path, port: int, htpasswd: Path | None) -> Path:
+def _write_config(workdir: Path, port: int, storage: Path, auth: dict[str, object] | None) -> Path:
     config: dict[str, object] = {
         "version": 0.1,
         "log": {"level": "info", "formatter": "text"},
         "storage": {
-            "filesystem": {"rootdirectory": str(workdir / "storage")},
+            "filesystem": {"rootdirectory": str(storage)},
             "delete": {"enabled": True},
             # Background upload purging is irrelevant for short test sessions and only adds log noise.
             "maintenance": {"uploadpurging": {"enabled": False}},
         },
         "http": {"addr": f"127.0.0.1:{port}", "secret": "crishim-tests"},
     }
-    if htpasswd is not None:
-        config["auth"] = {"htpasswd": {"realm": "crishim-tests", "path": str(htpasswd)}}
+    if auth is not None:
+        config["auth"] = auth
     path = workdir / "config.yml"
     path.write_text(json.dumps(config, indent=2))  # YAML is a superset of JSON
     return path

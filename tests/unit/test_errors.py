@@ -15,6 +15,7 @@ TABLE = [
     (errdefs.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (errdefs.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
     (errdefs.DataLoss, grpc.StatusCode.DATA_LOSS),
+    (errdefs.OutOfRange, grpc.StatusCode.OUT_OF_RANGE),
     (errdefs.Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
 ]
 
