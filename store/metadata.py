@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from errdefs import AlreadyExists, NotFound, Unavailable
+from errdefs import AlreadyExists, FailedPrecondition, NotFound, Unavailable
 from store.descriptor import Descriptor
 from store.digest import Digest
 
@@ -153,6 +153,36 @@ class Tx:
     def namespaces(self) -> list[str]:
         return [row[0] for row in self._conn.execute("SELECT name FROM namespaces ORDER BY name")]
 
+    def create_namespace(self, namespace: str, labels: Mapping[str, str] | None = None) -> None:
+        try:
+            self._conn.execute("INSERT INTO namespaces(name, labels, created_at) VALUES (?, ?, ?)",
+                               (namespace, _labels(labels or {}), _now()))
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"namespace {namespace!r}: already exists") from None
+
+    def namespace_labels(self, namespace: str) -> dict[str, str]:
+        row = self._conn.execute("SELECT labels FROM namespaces WHERE name=?", (namespace,)).fetchone()
+        if row is None:
+            raise NotFound(f"namespace {namespace!r}: not found")
+        labels: dict[str, str] = json.loads(row[0])
+        return labels
+
+    def set_namespace_labels(self, namespace: str, labels: Mapping[str, str]) -> None:
+        """Replace a namespace's labels entirely."""
+        cur = self._conn.execute("UPDATE namespaces SET labels=? WHERE name=?", (_labels(labels), namespace))
+        if cur.rowcount == 0:
+            raise NotFound(f"namespace {namespace!r}: not found")
+
+    def delete_namespace(self, namespace: str) -> None:
+        """Remove an empty namespace; one still holding images, blobs or leases stays."""
+        held = [what for what, table in (("images", "images"), ("blobs", "content"), ("leases", "leases"))
+                if self._conn.execute(f"SELECT 1 FROM {table} WHERE namespace=? LIMIT 1", (namespace,)).fetchone()]
+        if held:
+            raise FailedPrecondition(f"namespace {namespace!r} must be empty, but it still has {', '.join(held)}")
+        cur = self._conn.execute("DELETE FROM namespaces WHERE name=?", (namespace,))
+        if cur.rowcount == 0:
+            raise NotFound(f"namespace {namespace!r}: not found")
+
     # Images.
     def put_image(self, namespace: str, image: ImageRecord) -> ImageRecord:
         """Create or update an image; ``created_at`` survives an update, as in containerd."""
@@ -169,6 +199,13 @@ class Tx:
              _labels(image.labels), now, now),
         )
         return self.get_image(namespace, image.name)
+
+    def create_image(self, namespace: str, image: ImageRecord) -> ImageRecord:
+        """Add an image; unlike ``put_image`` a taken name is an error."""
+        if self._conn.execute("SELECT 1 FROM images WHERE namespace=? AND name=?",
+                              (namespace, image.name)).fetchone():
+            raise AlreadyExists(f"image {image.name!r}: already exists")
+        return self.put_image(namespace, image)
 
     def get_image(self, namespace: str, name: str) -> ImageRecord:
         row = self._conn.execute(
@@ -265,6 +302,11 @@ class Tx:
                 (namespace, lease_id, kind, key))
         except sqlite3.IntegrityError:
             raise NotFound(f"lease {lease_id!r}: not found") from None
+
+    def delete_lease_resource(self, namespace: str, lease_id: str, kind: str, key: str) -> None:
+        self._conn.execute(
+            "DELETE FROM lease_resources WHERE namespace=? AND lease_id=? AND kind=? AND key=?",
+            (namespace, lease_id, kind, key))
 
     def lease_resources(self, namespace: str | None = None) -> list[tuple[str, str, str, str]]:
         """(namespace, lease id, kind, key) of every leased resource."""

@@ -49,6 +49,7 @@ class RegistryClient:
         self._token_client = httpx.Client(timeout=self._timeout, follow_redirects=True)
         self._clients: dict[RegistryHost, httpx.Client] = {}
         self._schemes: dict[RegistryHost, RegistryHost] = {}
+        self._unreachable: set[RegistryHost] = set()
 
     def close(self) -> None:
         for client in self._clients.values():
@@ -76,13 +77,14 @@ class RegistryClient:
             raise Unavailable(f"no registry host of {self.registry} can {capability}")
         error: CrishimError | None = None
         for host in hosts:
+            if host in self._unreachable:
+                continue
             try:
                 return action(host)
             except (NotFound, Unavailable) as exc:
                 log.debug("registry.host_failed", host=host.host, error=str(exc))
                 error = exc
-        assert error is not None
-        raise error
+        raise error or Unavailable(f"registry {self.registry} unreachable: no host of it answers")
 
     def _resolve_on(self, host: RegistryHost, obj: str) -> Descriptor:
         path = f"/{self.repository}/manifests/{obj}"
@@ -117,7 +119,7 @@ class RegistryClient:
                 self._stream_into(host, path, desc, writer)
                 return
             except Unavailable:
-                if attempt == self._retries:
+                if attempt == self._retries or host in self._unreachable:
                     raise
                 self._sleep(attempt)
 
@@ -143,6 +145,8 @@ class RegistryClient:
                 yield response
         except httpx.TimeoutException as exc:
             raise DeadlineExceeded(f"{self.registry}{path}: no progress for {self._progress_timeout:g}s") from exc
+        except httpx.ConnectError as exc:
+            raise self._mark_unreachable(host, exc) from exc
         except httpx.TransportError as exc:
             raise Unavailable(f"{self.registry}{path}: {exc}") from exc
 
@@ -152,6 +156,8 @@ class RegistryClient:
                 response = self._client(host).request(method, self._url(host, path), headers=headers)
             except httpx.TimeoutException as exc:
                 raise DeadlineExceeded(f"{self.registry}{path}: no answer for {self._progress_timeout:g}s") from exc
+            except httpx.ConnectError as exc:
+                raise self._mark_unreachable(host, exc) from exc
             except httpx.TransportError as exc:
                 if attempt == self._retries:
                     raise Unavailable(f"registry {self.registry} unreachable: {exc}") from exc
@@ -163,6 +169,11 @@ class RegistryClient:
             _check(response, self.registry, path)
             return response
         raise AssertionError("unreachable")
+
+    def _mark_unreachable(self, host: RegistryHost, exc: httpx.ConnectError) -> Unavailable:
+        """A host that refuses connections is skipped for the rest of this pull instead of retried."""
+        self._unreachable.add(host)
+        return Unavailable(f"registry {self.registry} unreachable at {host.host}: {exc}")
 
     def _url(self, host: RegistryHost, path: str) -> str:
         return self._effective(host).base_url + path
