@@ -26,6 +26,7 @@ STATUS_CODES: Mapping[type[errdefs.CrishimError], grpc.StatusCode] = types.Mappi
         errdefs.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
         errdefs.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
         errdefs.DataLoss: grpc.StatusCode.DATA_LOSS,
+        errdefs.OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
         errdefs.Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
     }
 )

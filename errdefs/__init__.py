@@ -12,6 +12,7 @@ codes in one table (``cri.errors``), as containerd's errdefs does::
     ├── Unauthenticated        a registry refused the credentials, or none were given
     ├── DeadlineExceeded       no progress within the allowed time
     ├── DataLoss               content does not match its digest or size
+    ├── OutOfRange             an offset past the end of the thing read
     └── Unimplemented          the operation is not supported
 """
 
@@ -25,6 +26,7 @@ __all__ = [
     "FailedPrecondition",
     "InvalidArgument",
     "NotFound",
+    "OutOfRange",
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
@@ -64,6 +66,10 @@ class DeadlineExceeded(CrishimError):
 
 
 class DataLoss(CrishimError):
+    pass
+
+
+class OutOfRange(CrishimError):
     pass
 
 
