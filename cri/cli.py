@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol
 
-from cri.commands import serve
+from cri.commands import client, content, image, plugin, serve, snapshot, version
 from errdefs import CrishimError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -21,12 +21,12 @@ class Command(Protocol):
     def register(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
 
 
-# Client subcommands (image pull|ls|rm, content ls, version...) go here, one module each.
-COMMANDS: tuple[Command, ...] = (serve,)
+COMMANDS: tuple[Command, ...] = (serve, image, content, snapshot, plugin, version)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crishim", description="A Kubernetes container runtime (CRI).")
+    client.add_flags(parser, top_level=True)
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for command in COMMANDS:
         command.register(subparsers)

@@ -49,7 +49,7 @@ _QUIET_CODES = frozenset(
 )
 
 
-class Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships no type information
+class Interceptor(grpc.ServerInterceptor):
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
