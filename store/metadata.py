@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from errdefs import AlreadyExists, FailedPrecondition, NotFound, Unavailable
 from store.descriptor import Descriptor
@@ -47,6 +48,12 @@ _MIGRATIONS = [
         namespace TEXT NOT NULL, lease_id TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL,
         PRIMARY KEY (namespace, lease_id, kind, key),
         FOREIGN KEY (namespace, lease_id) REFERENCES leases(namespace, id) ON DELETE CASCADE);
+    """,
+    """
+    CREATE TABLE runtime_objects (
+        namespace TEXT NOT NULL REFERENCES namespaces(name), kind TEXT NOT NULL, id TEXT NOT NULL,
+        name TEXT NOT NULL, doc TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        PRIMARY KEY (namespace, kind, id), UNIQUE (namespace, kind, name));
     """,
 ]
 
@@ -314,6 +321,43 @@ class Tx:
         if namespace is None:
             return list(self._conn.execute(query))
         return list(self._conn.execute(query + " WHERE namespace=?", (namespace,)))
+
+
+    # Runtime objects (pod sandboxes, containers): JSON documents with a unique id and name per kind.
+    def put_object(self, namespace: str, kind: str, obj_id: str, name: str, doc: Mapping[str, Any]) -> None:
+        """Create or replace; a name another object of the kind holds is AlreadyExists."""
+        self.ensure_namespace(namespace)
+        now = _now()
+        try:
+            self._conn.execute(
+                """INSERT INTO runtime_objects(namespace, kind, id, name, doc, created_at, updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT(namespace, kind, id) DO UPDATE SET doc=excluded.doc, updated_at=excluded.updated_at""",
+                (namespace, kind, obj_id, name, json.dumps(doc), now, now))
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"{kind} name {name!r} is reserved by another {kind}") from None
+
+    def get_object(self, namespace: str, kind: str, obj_id: str) -> dict[str, Any]:
+        row = self._conn.execute("SELECT doc FROM runtime_objects WHERE namespace=? AND kind=? AND id=?",
+                                 (namespace, kind, obj_id)).fetchone()
+        if row is None:
+            raise NotFound(f"{kind} {obj_id!r}: not found")
+        doc: dict[str, Any] = json.loads(row[0])
+        return doc
+
+    def list_objects(self, namespace: str, kind: str) -> list[dict[str, Any]]:
+        rows = self._conn.execute("SELECT doc FROM runtime_objects WHERE namespace=? AND kind=? ORDER BY created_at",
+                                  (namespace, kind))
+        return [json.loads(row[0]) for row in rows]
+
+    def object_id_by_name(self, namespace: str, kind: str, name: str) -> str | None:
+        row = self._conn.execute("SELECT id FROM runtime_objects WHERE namespace=? AND kind=? AND name=?",
+                                 (namespace, kind, name)).fetchone()
+        return None if row is None else str(row[0])
+
+    def delete_object(self, namespace: str, kind: str, obj_id: str) -> None:
+        self._conn.execute("DELETE FROM runtime_objects WHERE namespace=? AND kind=? AND id=?",
+                           (namespace, kind, obj_id))
 
 
 _IMAGE_COLUMNS = "name, media_type, digest, size, labels, created_at, updated_at"

@@ -74,3 +74,20 @@ def test_leases(db: MetadataDB) -> None:
         assert tx.lease_resources(NS) == []
     with pytest.raises(NotFound), db.transaction() as tx:
         tx.delete_lease(NS, "l1")
+
+
+def test_runtime_objects_reserve_names_per_kind(db: MetadataDB) -> None:
+    with db.transaction() as tx:
+        tx.put_object(NS, "sandbox", "id1", "pod_default_uid_0", {"state": "ready"})
+        tx.put_object(NS, "container", "c1", "pod_default_uid_0", {"state": "created"})
+    with pytest.raises(AlreadyExists, match="reserved"), db.transaction() as tx:
+        tx.put_object(NS, "sandbox", "id2", "pod_default_uid_0", {})
+    with db.transaction() as tx:
+        tx.put_object(NS, "sandbox", "id1", "pod_default_uid_0", {"state": "notready"})
+        assert tx.get_object(NS, "sandbox", "id1") == {"state": "notready"}
+        assert tx.object_id_by_name(NS, "sandbox", "pod_default_uid_0") == "id1"
+        assert [d["state"] for d in tx.list_objects(NS, "container")] == ["created"]
+        tx.delete_object(NS, "sandbox", "id1")
+        with pytest.raises(NotFound):
+            tx.get_object(NS, "sandbox", "id1")
+        tx.put_object(NS, "sandbox", "id2", "pod_default_uid_0", {})
