@@ -47,7 +47,7 @@ def run_all(work: Path, runs: int, extra: list[str]) -> dict[str, object]:
         daemons.append(crishim)
         containerd = start_containerd(work / "containerd", [registry.host])
         daemons.append(containerd)
-        results = {name: compare(ref, runs, crishim, containerd) for name, ref in images.items()}
+        results: dict[str, object] = {name: compare(ref, runs, crishim, containerd) for name, ref in images.items()}
         results["peak_rss_mib"] = {"crishim": peak_rss(crishim.process.pid),  # type: ignore[union-attr]
                                    "containerd": peak_rss(containerd.process.pid)}
         return results

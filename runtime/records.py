@@ -51,7 +51,8 @@ class SandboxRecord:
 
     @property
     def config(self) -> api_pb2.PodSandboxConfig:
-        return api_pb2.PodSandboxConfig.FromString(base64.b64decode(self.config_b64))
+        config: api_pb2.PodSandboxConfig = api_pb2.PodSandboxConfig.FromString(base64.b64decode(self.config_b64))
+        return config
 
     def replace(self, **changes: Any) -> SandboxRecord:
         return dataclasses.replace(self, **changes)
@@ -90,7 +91,8 @@ class ContainerRecord:
 
     @property
     def config(self) -> api_pb2.ContainerConfig:
-        return api_pb2.ContainerConfig.FromString(base64.b64decode(self.config_b64))
+        config: api_pb2.ContainerConfig = api_pb2.ContainerConfig.FromString(base64.b64decode(self.config_b64))
+        return config
 
     def replace(self, **changes: Any) -> ContainerRecord:
         return dataclasses.replace(self, **changes)
