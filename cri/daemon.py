@@ -1,4 +1,4 @@
-"""The daemon: one gRPC server on a unix socket, serving the CRI until told to stop.
+"""The daemon: one gRPC server on a unix socket, serving the CRI (and containerd's API) until told to stop.
 
 ``serve`` starts things in dependency order (directories, image service,
 metrics, socket) and stops them in reverse on SIGTERM or SIGINT: the gRPC
@@ -27,6 +27,7 @@ import grpc
 from cri import logs
 from cri.api.runtime.v1 import api_pb2_grpc
 from cri.config import Config
+from cri.containerd import ContainerdAPI
 from cri.image_service import ImageService
 from cri.instrument import Interceptor
 from cri.metrics import Metrics, start_server
@@ -79,8 +80,10 @@ def _run(config: Config, stop: threading.Event) -> None:
         # Registered in start order; ExitStack undoes them last in, first out.
         image_service = ImageService.from_config(config, metrics)
         stack.callback(image_service.close)
+        containerd_api = ContainerdAPI(config, image_service)
+        stack.callback(containerd_api.close)
         metrics_address = _start_metrics(stack, config, metrics)
-        server = _grpc_server(config, metrics, image_service)
+        server = _grpc_server(config, metrics, image_service, containerd_api)
         _bind(server, config.socket)
         stack.callback(_remove_socket, config.socket)
         server.start()
@@ -106,7 +109,8 @@ def _prepare_dirs(config: Config) -> None:
     config.state.mkdir(mode=_STATE_MODE, parents=True, exist_ok=True)
 
 
-def _grpc_server(config: Config, metrics: Metrics, image_service: ImageService) -> Any:
+def _grpc_server(config: Config, metrics: Metrics, image_service: ImageService,
+                 containerd_api: ContainerdAPI) -> Any:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="rpc"),
         interceptors=[Interceptor(metrics)],
@@ -115,9 +119,10 @@ def _grpc_server(config: Config, metrics: Metrics, image_service: ImageService) 
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
-    # The generated registration functions carry no annotations.
-    api_pb2_grpc.add_RuntimeServiceServicer_to_server(RuntimeService(config), server)  # type: ignore[no-untyped-call]
-    api_pb2_grpc.add_ImageServiceServicer_to_server(image_service, server)  # type: ignore[no-untyped-call]
+    api_pb2_grpc.add_RuntimeServiceServicer_to_server(RuntimeService(config), server)
+    api_pb2_grpc.add_ImageServiceServicer_to_server(image_service, server)
+    # containerd's own API on the same socket, for ctr and containerd's proxy snapshotter.
+    containerd_api.register(server)
     return server
 
 

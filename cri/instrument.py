@@ -181,7 +181,10 @@ def _level(method: str, code: Any) -> int:
     return logging.DEBUG if _is_polling(method) else logging.INFO
 
 
+# Reads that change nothing: kubelet polls some every few seconds, and one `ctr image ls` makes dozens.
+_READS = frozenset({"Version", "ImageFsInfo", "Info", "Read", "Get", "Stat", "Mounts", "Usage", "Plugins"})
+
+
 def _is_polling(method: str) -> bool:
-    # kubelet calls these every few seconds; at INFO they would drown the rest.
     name = method.rpartition("/")[2]
-    return name in ("Version", "ImageFsInfo") or name.startswith("List") or name.endswith(("Status", "Stats"))
+    return name in _READS or name.startswith("List") or name.endswith(("Status", "Stats"))

@@ -111,17 +111,19 @@ class LocalSnapshotter(Snapshotter):
         raise NotImplementedError
 
     def _create(self, kind: Kind, key: str, parent: str, labels: Mapping[str, str] | None) -> list[Mount]:
-        staging = Path(tempfile.mkdtemp(prefix="new-", dir=self.snapshots_dir))
-        try:
-            with self._store.transaction() as tx:
+        # The staging folder is made under the metadata lock, so a concurrent cleanup() cannot take it
+        # for a crash leftover.
+        with self._store.transaction() as tx:
+            staging = Path(tempfile.mkdtemp(prefix="new-", dir=self.snapshots_dir))
+            try:
                 parent_record = tx.get(parent) if parent else None
                 record = tx.create(kind, key, parent, labels or {})
                 self._populate(staging, kind, parent_record)
                 os.rename(staging, self._dir(record.id))
                 return self._mounts(record)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
 
     def _dir(self, sid: int) -> Path:
         return self.snapshots_dir / str(sid)

@@ -24,6 +24,7 @@ from store.content import ContentStore
 from store.descriptor import Descriptor, ImageConfig, Index, Manifest
 from store.digest import Digest
 from store.gc import LEASE_CONTENT
+from store.identity import chain_ids
 from store.metadata import Lease, MetadataDB, Tx
 from store.platforms import Platform
 from store.reference import Reference
@@ -71,16 +72,19 @@ class Puller:
 
     def pull(self, namespace: str, ref: Reference, credentials: Credentials | None,
              record: Callable[[Tx, PulledImage], None] = lambda tx, image: None,
-             unpack: Callable[[PulledImage], ContentLabels] = lambda image: {}) -> PulledImage:
+             unpack: Callable[[PulledImage], ContentLabels] = lambda image: {},
+             have_layer: Callable[[Digest], bool] = lambda chain: False) -> PulledImage:
         """Fetch ``ref`` and commit its content.
 
-        ``unpack`` runs once everything is fetched and returns more labels for
-        the image's blobs; ``record`` runs inside the final transaction.
+        ``have_layer(chain ID)`` tells which layers need no download (they are
+        unpacked already); ``unpack`` runs once everything is fetched and returns
+        more labels for the image's blobs; ``record`` runs inside the final
+        transaction.
         """
         lease = self._create_lease(namespace)
         try:
             with self._client(ref, credentials) as client:
-                image, fetched = _Pull(self, client, namespace, lease.id, ref).run()
+                image, fetched = _Pull(self, client, namespace, lease.id, ref, have_layer).run()
             extra = unpack(image)
             with self._db.transaction() as tx:
                 for item in fetched:
@@ -108,7 +112,8 @@ class _Pull:
     """The state of one pull: which blobs it has fetched and how they are labelled."""
 
     def __init__(self, puller: Puller, client: RegistryClient, namespace: str, lease_id: str,
-                 ref: Reference) -> None:
+                 ref: Reference, have_layer: Callable[[Digest], bool]) -> None:
+        self._have_layer = have_layer
         self._p = puller
         self._client = client
         self._namespace = namespace
@@ -123,10 +128,14 @@ class _Pull:
         manifest_desc = self._select_manifest(target, fetched)
         manifest = Manifest.parse(manifest_desc.media_type, self._fetch_bytes(manifest_desc))
         fetched.append(_Fetched(manifest_desc, _manifest_labels(manifest)))
-        self._fetch_all([manifest.config, *manifest.layers])
-        fetched += [_Fetched(d, {}) for d in (manifest.config, *manifest.layers)]
-        config = ImageConfig.parse(self._p._content.read(manifest.config.digest))
+        config = ImageConfig.parse(self._fetch_bytes(manifest.config))
+        fetched.append(_Fetched(manifest.config, {}))
         self._check(target, manifest, config)
+        # Like containerd, a layer whose snapshot exists already is not downloaded again.
+        missing = [layer for layer, chain in zip(manifest.layers, chain_ids(config.diff_ids), strict=True)
+                   if not self._have_layer(chain)]
+        self._fetch_all(missing)
+        fetched += [_Fetched(d, {}) for d in missing]
         return PulledImage(self._ref, target, manifest_desc, manifest.config, manifest.layers, config), fetched
 
     def _select_manifest(self, desc: Descriptor, fetched: list[_Fetched]) -> Descriptor:

@@ -8,7 +8,6 @@ its config reads immutable content, so the result is cached by target digest.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
@@ -19,11 +18,12 @@ from store import mediatypes
 from store.content import ContentStore
 from store.descriptor import Descriptor, ImageConfig, Index, Manifest
 from store.digest import Digest
+from store.identity import chain_id
 from store.metadata import ImageRecord, MetadataDB
 from store.platforms import Platform
 from store.reference import Reference
 
-__all__ = ["CRIImage", "ImageCatalog", "chain_id", "image_record_labels"]
+__all__ = ["CRIImage", "ImageCatalog", "image_record_labels"]
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
 # The label containerd's CRI sets on the image records it manages.
@@ -148,15 +148,6 @@ def _normalize(ref_or_id: str) -> str:
     except InvalidArgument:
         return ref_or_id
 
-
-def chain_id(diff_ids: tuple[Digest, ...]) -> Digest:
-    """``chain[0] = diff[0]``, ``chain[i] = sha256(chain[i-1] + " " + diff[i])``."""
-    if not diff_ids:
-        raise InvalidArgument("an image without layers has no chain ID")
-    current = diff_ids[0]
-    for diff_id in diff_ids[1:]:
-        current = Digest("sha256", hashlib.sha256(f"{current} {diff_id}".encode()).hexdigest())
-    return current
 
 
 def image_record_labels() -> dict[str, str]:

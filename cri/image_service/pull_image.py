@@ -26,7 +26,7 @@ def pull_image(svc: ImageService, request: api_pb2.PullImageRequest) -> api_pb2.
     try:
         with svc.metrics.pull():
             image = svc.puller.pull(CRI_NAMESPACE, ref, credentials, record=_record_names,
-                                    unpack=svc.unpacker.unpack)
+                                    unpack=svc.unpacker.unpack, have_layer=svc.unpacker.has_layer)
     except BaseException:
         # Blobs of a failed pull are garbage once its lease is gone; only resumable ingests stay.
         svc.collect_garbage()

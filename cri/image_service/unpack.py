@@ -18,7 +18,6 @@ from typing import BinaryIO, cast
 
 import structlog
 
-from cri.image_service.catalog import chain_id
 from errdefs import DataLoss, NotFound
 from snapshotters.apply import apply_tar
 from snapshotters.compression import HashingReader, decompressed
@@ -27,6 +26,7 @@ from store import mediatypes
 from store.content import ContentStore
 from store.descriptor import Descriptor
 from store.digest import Digest
+from store.identity import chain_ids
 from store.pull import ContentLabels, PulledImage
 
 __all__ = ["EXTRACT_PREFIX", "Unpacker"]
@@ -35,6 +35,8 @@ log = structlog.get_logger(__name__)
 
 LABEL_UNCOMPRESSED = "containerd.io/uncompressed"
 LABEL_SNAPSHOT_REF = "containerd.io/gc.ref.snapshot."
+# containerd's unpacker marks each layer snapshot with its chain ID.
+LABEL_SNAPSHOT_CHAIN = "containerd.io/snapshot.ref"
 # Active snapshots being unpacked; a crash leaves them behind and start-up removes them.
 EXTRACT_PREFIX = "extract-"
 
@@ -50,13 +52,18 @@ class Unpacker:
     def unpack(self, image: PulledImage) -> ContentLabels:
         parent = ""
         labels: ContentLabels = {}
-        for layer, diff_id in zip(image.layers, image.image_config.diff_ids, strict=True):
-            chain = str(chain_id((Digest.parse(parent), diff_id))) if parent else str(diff_id)
+        chains = chain_ids(image.image_config.diff_ids)
+        for layer, diff_id, chain_digest in zip(image.layers, image.image_config.diff_ids, chains, strict=True):
+            chain = str(chain_digest)
             self._ensure_layer(layer, diff_id, chain, parent)
             labels[layer.digest] = {LABEL_UNCOMPRESSED: str(diff_id)}
             parent = chain
         labels[image.config.digest] = {LABEL_SNAPSHOT_REF + self._name: parent}
         return labels
+
+    def has_layer(self, chain: Digest) -> bool:
+        """Whether a layer is unpacked already, so a pull need not download it (as containerd)."""
+        return self._exists(str(chain))
 
     def remove_leftovers(self) -> None:
         """Drop Active extraction snapshots a crash interrupted."""
@@ -74,7 +81,7 @@ class Unpacker:
             if self._exists(chain):
                 return
             key = f"{EXTRACT_PREFIX}{secrets.token_hex(8)}-{chain}"
-            self._sn.prepare(key, parent)
+            self._sn.prepare(key, parent, labels={LABEL_SNAPSHOT_CHAIN: chain})
             try:
                 self._apply(layer, diff_id, key)
                 self._sn.commit(chain, key)

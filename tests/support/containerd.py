@@ -86,11 +86,18 @@ class Containerd:
         unmount_under(self.state)
 
 
-def start_containerd(workdir: Path, trusted_hosts: list[str]) -> Containerd:
+def start_containerd(
+    workdir: Path,
+    trusted_hosts: list[str],
+    *,
+    extra_config: str = "",
+    disabled_plugins: tuple[str, ...] = DISABLED_PLUGINS,
+) -> Containerd:
+    """Start containerd in workdir; ``extra_config`` is TOML appended to its config file."""
     exe = binary("containerd")
     binary("ctr")
     workdir.mkdir(parents=True, exist_ok=True)
-    config = _write_config(workdir)
+    config = _write_config(workdir, extra_config, disabled_plugins)
     proc = spawn([exe, "--config", config], workdir / "containerd.log")
     oracle = Containerd(workdir, proc, Crictl(workdir / "state" / "containerd.sock", empty_config(workdir)))
     for host in trusted_hosts:
@@ -112,13 +119,13 @@ def _answers(oracle: Containerd) -> bool:
     return oracle.crictl_client.run("version", check=False).returncode == 0
 
 
-def _write_config(workdir: Path) -> Path:
+def _write_config(workdir: Path, extra_config: str, disabled_plugins: tuple[str, ...]) -> Path:
     q = json.dumps  # TOML basic strings accept JSON string escapes
     cri = '[plugins."io.containerd.grpc.v1.cri"]'
     text = f"""version = 2
 root = {q(str(workdir / "root"))}
 state = {q(str(workdir / "state"))}
-disabled_plugins = {json.dumps(list(DISABLED_PLUGINS))}
+disabled_plugins = {json.dumps(list(disabled_plugins))}
 
 [grpc]
   address = {q(str(workdir / "state" / "containerd.sock"))}
@@ -140,7 +147,7 @@ disabled_plugins = {json.dumps(list(DISABLED_PLUGINS))}
     bin_dir = "/usr/lib/cni"
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = {q(str(workdir / "certs.d"))}
-"""
+{extra_config}"""
     path = workdir / "config.toml"
     path.write_text(text)
     return path

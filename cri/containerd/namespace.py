@@ -1,0 +1,49 @@
+"""The namespace a containerd API call acts in.
+
+ctr and containerd's Go client send it in every call's gRPC metadata under
+``containerd-namespace`` (``ctr -n k8s.io ...``). As in containerd, a call
+that needs one fails with FailedPrecondition when it is missing or empty, and
+with InvalidArgument when it is not a valid identifier.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from errdefs import FailedPrecondition, InvalidArgument
+
+__all__ = ["NAMESPACE_KEY", "namespace_from", "required_namespace", "validate_identifier"]
+
+NAMESPACE_KEY = "containerd-namespace"
+# containerd's identifiers: alphanumerics joined by single '.', '_' or '-', at most 76 characters.
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
+_MAX_IDENTIFIER = 76
+
+
+def namespace_from(metadata: Iterable[tuple[str, Any]] | None) -> str | None:
+    """The first ``containerd-namespace`` value in gRPC metadata, None when there is none."""
+    for key, value in metadata or ():
+        if key.lower() == NAMESPACE_KEY:
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None
+
+
+def required_namespace(context: Any) -> str:
+    """The namespace of the call ``context`` serves; it must be there and valid."""
+    namespace = namespace_from(context.invocation_metadata())
+    if not namespace:
+        raise FailedPrecondition("namespace is required")
+    validate_identifier(namespace, "namespace")
+    return namespace
+
+
+def validate_identifier(value: str, what: str) -> None:
+    if not value:
+        raise InvalidArgument(f"{what}: identifier must not be empty")
+    if len(value) > _MAX_IDENTIFIER:
+        raise InvalidArgument(f"{what}: identifier {value!r} greater than maximum length "
+                              f"({_MAX_IDENTIFIER} characters)")
+    if not _IDENTIFIER.match(value):
+        raise InvalidArgument(f"{what}: identifier {value!r} must match {_IDENTIFIER.pattern}")
