@@ -18,7 +18,7 @@ unit: setup
 
 lint: setup
 	$(PYTHON) -m ruff check .
-	$(PYTHON) -m mypy cri store snapshotters errdefs
+	$(PYTHON) -m mypy cri store snapshotters runtime errdefs bench
 
 proto: setup
 	$(PYTHON) script/genproto.py
