@@ -1,4 +1,4 @@
-"""Applying a layer (an uncompressed tar diff) into a snapshot's directory.
+"""Applying a layer (an uncompressed tar diff) into a snapshot's directory, as containerd's archive.Apply.
 
 No entry may create or change anything outside ``root``: names are cleaned and
 must stay inside, parent directories are resolved component by component with
@@ -8,30 +8,44 @@ never followed, and hard links must point at something already inside.
 Deletions are stored the way the snapshotter reads them: ``overlay`` turns
 ``.wh.X`` into a character device 0/0 named X and ``.wh..wh..opq`` into the
 ``trusted.overlay.opaque=y`` xattr; ``delete`` removes the files instead.
+
+Where containerd has a rule for an odd input, it is followed so both build the
+same tree: the root entry ``./`` is ignored, ``trusted.*`` xattrs from a layer
+are not set (they are overlay's own) and other xattrs that cannot be set are
+skipped, PAX global headers are ignored, times outside what Go's time can hold
+become the epoch, and a directory an entry needs but the layer lacks is made
+with the attributes the layers below give it.
 """
 
 from __future__ import annotations
 
+import decimal
 import errno
 import os
 import posixpath
 import shutil
 import stat
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+import structlog
+
 from errdefs import InvalidArgument
 
 __all__ = ["ApplyResult", "apply_tar"]
+
+log = structlog.get_logger(__name__)
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
 _XATTR_PAX_PREFIX = "SCHILY.xattr."
 _MAX_SYMLINKS = 255
+# Go's time.Time as containerd bounds it: anything outside becomes the Unix epoch.
+_MAX_TIME_NS = (1 << 63) - 1
 
 
 @dataclass(slots=True)
@@ -45,11 +59,10 @@ def apply_tar(stream: BinaryIO, root: Path, whiteouts: str = "overlay",
               parents: Sequence[Path] = ()) -> ApplyResult:
     """Extract the tar read from ``stream`` into ``root``; returns what it wrote.
 
-    ``parents`` are the layers below (nearest first): a directory an entry needs
-    but the layer does not carry is created with the attributes it has there, so
-    the upper layer does not change how it looks once stacked.
+    ``parents`` are the layers below (nearest first), consulted for the
+    attributes of directories the layer needs but does not carry.
     """
-    applier = _Applier(str(root), whiteouts, [str(p) for p in parents])
+    applier = _Applier(str(root), whiteouts, [os.path.realpath(p) for p in parents])
     try:
         with tarfile.open(fileobj=stream, mode="r|", errorlevel=2) as archive:
             for member in archive:
@@ -73,8 +86,7 @@ class _Applier:
     def apply(self, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
         name = _clean(member.name)
         if name == "":
-            self._apply_root(member)
-            return
+            return  # containerd ignores the root entry: the snapshot's own root keeps its attributes
         parent, base = posixpath.split(name)
         parent_path = self._resolve_dir(parent, member.name, create=True)
         if base == WHITEOUT_OPAQUE:
@@ -90,67 +102,42 @@ class _Applier:
         for path, mtime in reversed(self.result.dir_times):
             os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
 
-    def _apply_root(self, member: tarfile.TarInfo) -> None:
-        if member.isdir():
-            self._attributes(self.root, member)
-            self.result.dir_times.append((self.root, int(member.mtime * 1e9)))
-
     def _resolve_dir(self, relative: str, entry: str, create: bool = False) -> str:
         """The real path of directory ``relative`` inside root, symlinks resolved within root.
 
         With ``create``, missing directories are made as the parent layers have them.
         """
-        current = self.root
-        pending = [c for c in relative.split("/") if c] if relative else []
-        hops = 0
-        while pending:
-            component = pending.pop(0)
-            if component == "..":
-                current = os.path.dirname(current) if current != self.root else self.root
-                continue
-            candidate = os.path.join(current, component)
-            try:
-                st = os.lstat(candidate)
-            except FileNotFoundError:
-                if not create:
-                    raise InvalidArgument(
-                        f"layer entry {entry!r}: parent directory {relative!r} does not exist") from None
-                self._make_parent(candidate)
-                st = os.lstat(candidate)
-            if stat.S_ISLNK(st.st_mode):
-                hops += 1
-                if hops > _MAX_SYMLINKS:
-                    raise InvalidArgument(f"layer entry {entry!r}: too many symlinks in its path")
-                target = os.readlink(candidate)
-                if target.startswith("/"):
-                    current = self.root
-                pending = [c for c in target.split("/") if c and c != "."] + pending
-                continue
-            if not stat.S_ISDIR(st.st_mode):
-                raise InvalidArgument(f"layer entry {entry!r}: {component!r} in its path is not a directory")
-            current = candidate
-        return current
+        path = _resolve_in(self.root, relative, entry, on_missing=self._make_parent if create else None)
+        if path is None:
+            raise InvalidArgument(f"layer entry {entry!r}: parent directory {relative!r} does not exist")
+        if not os.path.isdir(path) or os.path.islink(path):
+            raise InvalidArgument(f"layer entry {entry!r}: {relative!r} in its path is not a directory")
+        return path
 
     def _make_parent(self, path: str) -> None:
-        relative = os.path.relpath(path, self.root)
-        for lower in self.parents:
-            source = os.path.join(lower, relative)
-            st = _lstat(source)
-            if st is not None and stat.S_ISDIR(st.st_mode):
-                os.mkdir(path)
-                _copy_dir_attributes(source, st, path)
-                return
+        """As containerd's mkparent: the nearest layer holding the path decides its attributes."""
         os.mkdir(path, 0o755)
         os.chmod(path, 0o755)
+        relative = os.path.relpath(path, self.root)
+        for lower in self.parents:
+            source = _resolve_in(lower, relative, relative)
+            st = _lstat(source) if source is not None else None
+            if st is None:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                assert source is not None
+                _copy_dir_attributes(source, st, path)
+            return  # a file or a whiteout there: replaced, so nothing is copied
 
     def _create(self, path: str, name: str, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
         existing = _lstat(path)
         if existing is not None and not (member.isdir() and stat.S_ISDIR(existing.st_mode)):
             _remove(path)
+        mtime = _mtime_ns(member)
         if member.isdir():
             if existing is None or not stat.S_ISDIR(existing.st_mode):
                 os.mkdir(path, 0o700)
-            self.result.dir_times.append((path, _mtime_ns(member)))
+            self.result.dir_times.append((path, mtime))
         elif member.isreg():
             self._write_file(path, member, archive)
         elif member.issym():
@@ -165,10 +152,10 @@ class _Applier:
         else:
             raise InvalidArgument(f"layer entry {member.name!r}: unsupported type {member.type!r}")
         self._written.add(name)
-        if not member.islnk():
-            self._attributes(path, member)
-            if not member.isdir():
-                os.utime(path, ns=(_mtime_ns(member), _mtime_ns(member)), follow_symlinks=False)
+        # A hard link entry carries attributes too, and they land on the shared inode (as in containerd).
+        self._attributes(path, member, _own_pax(member, archive))
+        if not member.isdir():
+            os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
 
     def _write_file(self, path: str, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
         source = archive.extractfile(member)
@@ -190,13 +177,12 @@ class _Applier:
                                   "is missing or a directory")
         return target
 
-    def _attributes(self, path: str, member: tarfile.TarInfo) -> None:
+    def _attributes(self, path: str, member: tarfile.TarInfo, pax: dict[str, str]) -> None:
         os.chown(path, member.uid, member.gid, follow_symlinks=False)
-        for key, value in member.pax_headers.items():
+        for key, value in pax.items():
             if key.startswith(_XATTR_PAX_PREFIX):
-                raw = value.encode("utf-8", "surrogateescape")
-                os.setxattr(path, key[len(_XATTR_PAX_PREFIX):], raw, follow_symlinks=False)
-        if not member.issym():
+                _set_xattr(path, key[len(_XATTR_PAX_PREFIX):], value)
+        if not member.issym() and not (member.islnk() and os.path.islink(path)):
             # After chown, which clears setuid and setgid bits.
             os.chmod(path, member.mode & 0o7777)
 
@@ -222,6 +208,63 @@ class _Applier:
                 _remove(os.path.join(parent_path, entry))
 
 
+def _resolve_in(root: str, relative: str, entry: str,
+                on_missing: Callable[[str], None] | None = None) -> str | None:
+    """``relative`` inside ``root`` with symlinks resolved as if ``root`` were ``/``; None if missing."""
+    current = root
+    pending = [c for c in relative.split("/") if c and c != "."]
+    hops = 0
+    while pending:
+        component = pending.pop(0)
+        if component == "..":
+            current = os.path.dirname(current) if current != root else root
+            continue
+        candidate = os.path.join(current, component)
+        st = _lstat(candidate)
+        if st is None:
+            if on_missing is None:
+                return None
+            on_missing(candidate)
+            st = os.lstat(candidate)
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if hops > _MAX_SYMLINKS:
+                raise InvalidArgument(f"layer entry {entry!r}: too many symlinks in its path")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                current = root
+            pending = [c for c in target.split("/") if c and c != "."] + pending
+            continue
+        current = candidate
+    return current
+
+
+
+def _own_pax(member: tarfile.TarInfo, archive: tarfile.TarFile) -> dict[str, str]:
+    """The member's own PAX records: tarfile copies a global header's into every member, containerd ignores them."""
+    globals_ = archive.pax_headers
+    return {k: v for k, v in member.pax_headers.items() if globals_.get(k) != v}
+
+
+def _set_xattr(path: str, key: str, value: str) -> None:
+    if key.startswith("trusted."):
+        return  # administrator attributes (overlay's among them) are never taken from a layer
+    try:
+        os.setxattr(path, key, value.encode("utf-8", "surrogateescape"), follow_symlinks=False)
+    except OSError as exc:
+        # e.g. user.* on a symlink or a fifo, which the kernel refuses; containerd 1.6 goes on without it.
+        log.debug("apply.xattr_skipped", path=path, xattr=key, error=exc.strerror)
+
+
+def _copy_dir_attributes(source: str, st: os.stat_result, path: str) -> None:
+    os.chown(path, st.st_uid, st.st_gid)
+    os.chmod(path, stat.S_IMODE(st.st_mode))
+    for name in os.listxattr(source, follow_symlinks=False):
+        if name.startswith("user."):  # containerd copies up only user xattrs
+            os.setxattr(path, name, os.getxattr(source, name, follow_symlinks=False), follow_symlinks=False)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
 def _clean(name: str) -> str:
     """A tar name as a path relative to the root; names that climb out of it are refused."""
     cleaned = posixpath.normpath("/" + name.lstrip("/")).lstrip("/")
@@ -231,21 +274,19 @@ def _clean(name: str) -> str:
     return "" if cleaned in ("", ".") else cleaned
 
 
-def _copy_dir_attributes(source: str, st: os.stat_result, path: str) -> None:
-    os.chown(path, st.st_uid, st.st_gid)
-    os.chmod(path, stat.S_IMODE(st.st_mode))
-    for name in os.listxattr(source, follow_symlinks=False):
-        if name.startswith("trusted.overlay."):
-            continue  # overlay's own bookkeeping (opaque) belongs to the lower layer only
-        os.setxattr(path, name, os.getxattr(source, name, follow_symlinks=False), follow_symlinks=False)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
 def _mtime_ns(member: tarfile.TarInfo) -> int:
-    return int(member.mtime * 1_000_000_000)
+    """Exact nanoseconds (a PAX mtime has more digits than a float keeps), bounded as containerd bounds them."""
+    text = member.pax_headers.get("mtime")
+    try:
+        ns = int(decimal.Decimal(text) * 1_000_000_000) if text else int(member.mtime) * 1_000_000_000
+    except (decimal.InvalidOperation, ValueError):
+        ns = int(member.mtime * 1_000_000_000)
+    return ns if 0 <= ns <= _MAX_TIME_NS else 0
 
 
-def _lstat(path: str) -> os.stat_result | None:
+def _lstat(path: str | None) -> os.stat_result | None:
+    if path is None:
+        return None
     try:
         return os.lstat(path)
     except FileNotFoundError:
@@ -261,3 +302,4 @@ def _remove(path: str) -> None:
     except OSError as exc:
         if exc.errno != errno.ENOENT:
             raise
+

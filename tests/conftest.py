@@ -1,7 +1,8 @@
 """Session-wide real services for the integration and end-to-end tests.
 
-Fixtures: registry, auth_registry, test_images, containerd (the oracle), oracle (containerd reset for one
-test), crishim_factory and crishim (the daemon under test). Nothing starts unless a test asks for it.
+Fixtures: registry, auth_registry, test_images, special_images (hand-made layers), seed_image (Debian
+bookworm with nginx, cached), containerd (the oracle), oracle (containerd reset for one test), crishim_factory
+and crishim (the daemon under test). Nothing starts unless a test asks for it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from tests.support.daemon import Crishim, CrishimOptions
 from tests.support.images import PushedImage, build_and_push
 from tests.support.mounts import overlay_capable_dir
 from tests.support.registry import Registry, start_registry
+from tests.support.report import say
+from tests.support.seed_image import SeedImage, provide_seed_image
+from tests.support.special_images import SpecialImage, build_and_push_special
 from tests.support.tools import require_root
 
 PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
@@ -69,6 +73,19 @@ def test_images(
     registry: Registry, auth_registry: Registry, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, PushedImage]:
     return build_and_push(tmp_path_factory.mktemp("images"), registry, auth_registry)
+
+
+@pytest.fixture(scope="session")
+def special_images(
+    request: pytest.FixtureRequest, registry: Registry, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, SpecialImage]:
+    return build_and_push_special(tmp_path_factory.mktemp("special-images"), registry,
+                                  lambda line: say(request.config, line))
+
+
+@pytest.fixture(scope="session")
+def seed_image(request: pytest.FixtureRequest, registry: Registry) -> SeedImage:
+    return provide_seed_image(registry, request.config)
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,10 @@ __all__ = ["GRPC_SERVICES", "IntrospectionService", "plugins"]
 CONTENT_TYPE = "io.containerd.content.v1"
 METADATA_TYPE = "io.containerd.metadata.v1"
 GRPC_TYPE = "io.containerd.grpc.v1"
+SERVICE_TYPE = "io.containerd.service.v1"
+# The in-process services behind those gRPC ones, named as containerd names its own.
+LOCAL_SERVICES = ("content-service", "images-service", "introspection-service", "leases-service",
+                  "namespaces-service", "snapshots-service")
 # The gRPC services on crishim's socket, in the order containerd lists its own.
 GRPC_SERVICES = ("introspection", "content", "images", "leases", "namespaces", "snapshots", "version", "cri")
 _UUID_FILE = "io.containerd.grpc.v1.introspection/uuid"
@@ -60,9 +64,11 @@ def plugins(root: Path, platform: Platform, probes: Mapping[str, Probe],
     metadata = introspection_pb2.Plugin(
         type=METADATA_TYPE, id="sqlite", requires=[CONTENT_TYPE, SNAPSHOTTER_TYPE],
         exports={"path": str(root / f"{METADATA_TYPE}.sqlite" / "meta.db")})
+    local = [introspection_pb2.Plugin(type=SERVICE_TYPE, id=name, requires=[METADATA_TYPE])
+             for name in LOCAL_SERVICES]
     services = [introspection_pb2.Plugin(type=GRPC_TYPE, id=name, platforms=host if name == "cri" else [])
                 for name in GRPC_SERVICES]
-    return [content, *snapshotters, metadata, *services]
+    return [content, *snapshotters, metadata, *local, *services]
 
 
 def _snapshotter(root: Path, name: str, probe: Probe, host: list[platform_pb2.Platform]) -> introspection_pb2.Plugin:

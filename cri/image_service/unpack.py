@@ -96,7 +96,9 @@ class Unpacker:
         with self._content.open(layer.digest) as blob:
             reader = HashingReader(decompressed(blob, compression))
             # Large reads from the decompressor; tarfile itself asks for 10 KiB at a time.
-            apply_tar(cast(BinaryIO, io.BufferedReader(reader, 1 << 20)), target, self._sn.whiteouts, lowers)
+            # A bottom layer has nothing below to hide: deletions are plain, as containerd applies it.
+            whiteouts = self._sn.whiteouts if lowers else "delete"
+            apply_tar(cast(BinaryIO, io.BufferedReader(reader, 1 << 20)), target, whiteouts, lowers)
             reader.drain()
         if reader.digest != str(diff_id):
             raise DataLoss(f"layer {layer.digest}: uncompressed digest {reader.digest} does not match "

@@ -60,7 +60,7 @@ def test_keeps_types_modes_owners_times_and_xattrs(tmp_path: Path) -> None:
         entry("d/file", data=b"hello", mode=0o4755, uid=1000, gid=1000,
               pax_headers={"SCHILY.xattr.user.note": "v", "SCHILY.xattr.trusted.bin": "\x01\x00"}),
         entry("d/link", tarfile.SYMTYPE, linkname="/nowhere/at/all"),
-        entry("d/hard", tarfile.LNKTYPE, linkname="d/file"),
+        entry("d/hard", tarfile.LNKTYPE, linkname="d/file", mode=0o4755, uid=1000, gid=1000),
         entry("d/fifo", tarfile.FIFOTYPE),
         entry("d/null", tarfile.CHRTYPE, devmajor=1, devminor=3, mode=0o666),
         entry("d/blk", tarfile.BLKTYPE, devmajor=7, devminor=0, mode=0o660),
@@ -74,7 +74,7 @@ def test_keeps_types_modes_owners_times_and_xattrs(tmp_path: Path) -> None:
     f = os.lstat(d / "file")
     assert (stat.S_IMODE(f.st_mode), f.st_uid, f.st_nlink) == (0o4755, 1000, 2)
     assert os.getxattr(d / "file", "user.note") == b"v"
-    assert os.getxattr(d / "file", "trusted.bin") == b"\x01\x00"
+    assert "trusted.bin" not in os.listxattr(d / "file")  # never taken from a layer, as in containerd
     assert os.readlink(d / "link") == "/nowhere/at/all"
     assert os.lstat(d / "hard").st_ino == f.st_ino
     assert stat.S_ISFIFO(os.lstat(d / "fifo").st_mode)
