@@ -51,3 +51,16 @@ def _layer_tar(index: int, files: int, size: int) -> bytes:
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def push_seed_image(registry: Registry) -> str | None:
+    """The Debian + nginx image the tests build (cached under /var/cache/crishim-tests), if it was built."""
+    from tests.support.seed_image import PUSH_TAG, REPOSITORY, TAG, cache_dir
+
+    layout = cache_dir() / "layout"
+    if not (layout / "index.json").exists():
+        return None
+    ref = f"{registry.host}/{REPOSITORY}:{PUSH_TAG}"
+    run(binary("skopeo"), "--insecure-policy", "copy", "-q", "--dest-tls-verify=false", "--preserve-digests",
+        f"oci:{layout}:{TAG}", f"docker://{ref}", timeout=600)
+    return ref

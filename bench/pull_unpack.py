@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.images import push_layered_image
+from bench.images import push_layered_image, push_seed_image
 from tests.support.containerd import Containerd, start_containerd
 from tests.support.daemon import Crishim, launch
 from tests.support.images import build_and_push
@@ -42,6 +42,11 @@ def run_all(work: Path, runs: int, extra: list[str]) -> dict[str, object]:
     try:
         images = {"busybox (3 layers)": build_and_push(work / "images", registry, registry)["oci"].ref,
                   "60 layers": push_layered_image(work, registry, 60)}
+        seed = push_seed_image(registry)
+        if seed is None:
+            print("Debian+nginx image not built yet: run `make test` once (it caches it), then rerun")
+        else:
+            images["debian+nginx (seed)"] = seed
         images.update({ref: ref for ref in extra})
         crishim = launch(work / "crishim", [registry.host])
         daemons.append(crishim)

@@ -7,6 +7,8 @@ Every key, with its default::
     address = ""                          # "" means <state>/crishim.sock
     metrics_address = "127.0.0.1:1338"    # "" disables the /metrics endpoint
     log_level = "info"                    # debug, info, warning, error, critical
+    cni_conf_dir = "/etc/cni/net.d"       # the first config file by name is used
+    cni_bin_dir = "/usr/lib/cni:/opt/cni/bin"
 
     [image]
     snapshotter = "overlayfs"
@@ -108,6 +110,9 @@ class Config:
     address: str = ""
     metrics_address: str = "127.0.0.1:1338"
     log_level: str = "info"
+    # CNI: the first network config file (by name) in the conf dir; plugins from the colon-separated bin dirs.
+    cni_conf_dir: Path = Path("/etc/cni/net.d")
+    cni_bin_dir: str = "/usr/lib/cni:/opt/cni/bin"
     image: ImageConfig = field(default_factory=ImageConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
 
@@ -121,6 +126,10 @@ class Config:
             split_host_port(self.metrics_address, key="metrics_address")
         if len(bytes(self.socket)) > _MAX_SOCKET_PATH:
             raise InvalidArgument(f"config: address {str(self.socket)!r} is longer than a unix socket allows")
+
+    @property
+    def cni_bin_dirs(self) -> tuple[Path, ...]:
+        return tuple(Path(d) for d in self.cni_bin_dir.split(":") if d)
 
     @property
     def socket(self) -> Path:

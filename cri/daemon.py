@@ -119,7 +119,7 @@ def _grpc_server(config: Config, metrics: Metrics, image_service: ImageService,
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
-    api_pb2_grpc.add_RuntimeServiceServicer_to_server(RuntimeService(config), server)
+    api_pb2_grpc.add_RuntimeServiceServicer_to_server(RuntimeService(config, image_service), server)
     api_pb2_grpc.add_ImageServiceServicer_to_server(image_service, server)
     # containerd's own API on the same socket, for ctr and containerd's proxy snapshotter.
     containerd_api.register(server)

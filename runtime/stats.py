@@ -13,6 +13,8 @@ from pathlib import Path
 __all__ = ["CgroupStats", "cgroup_stats"]
 
 _ROOT = Path("/sys/fs/cgroup")
+# Hybrid hosts list a "0::" line too, but keep the controllers on v1 hierarchies.
+_UNIFIED = (_ROOT / "cgroup.controllers").exists()
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +32,7 @@ def cgroup_stats(pid: int) -> CgroupStats | None:
     """None when the process (and so its cgroup) is gone."""
     try:
         paths = _cgroup_paths(pid)
-        if "" in paths:
+        if _UNIFIED:
             return _v2(_ROOT / paths[""].lstrip("/"))
         return _v1(_ROOT / "cpuacct" / paths["cpuacct"].lstrip("/"), _ROOT / "memory" / paths["memory"].lstrip("/"))
     except (FileNotFoundError, ProcessLookupError, KeyError, ValueError):

@@ -8,6 +8,7 @@ after. ``cleanup`` sweeps whatever a crash left between the two.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import tempfile
@@ -67,6 +68,9 @@ class LocalSnapshotter(Snapshotter):
     def commit(self, name: str, key: str, labels: Mapping[str, str] | None = None) -> None:
         with self._store.transaction() as tx:
             record = tx.get(key)
+        # A committed snapshot must survive a power loss: its data reaches the disk before its record says so.
+        _syncfs(self._fs(record.id))
+        with self._store.transaction() as tx:
             tx.commit(name, key, disk_usage(self._fs(record.id)), labels)
 
     def remove(self, key: str) -> None:
@@ -130,6 +134,19 @@ class LocalSnapshotter(Snapshotter):
 
     def _fs(self, sid: int) -> Path:
         return self._dir(sid) / "fs"
+
+
+def _syncfs(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _LIBC.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"syncfs {path}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def _updated_labels(current: Mapping[str, str], given: Mapping[str, str], fieldpaths: list[str]) -> dict[str, str]:

@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="HOST:PORT",
         help='serve Prometheus metrics at /metrics here; "" disables (default: 127.0.0.1:1338)',
     )
+    parser.add_argument("--cni-conf-dir", metavar="DIR", help="CNI network configs (default: /etc/cni/net.d)")
+    parser.add_argument("--cni-bin-dir", metavar="DIRS",
+                        help="CNI plugins, colon-separated (default: /usr/lib/cni:/opt/cni/bin)")
     parser.add_argument("--log-level", metavar="LEVEL", help="debug, info, warning, error (default: info)")
     parser.set_defaults(run=run)
 
@@ -48,5 +51,7 @@ def load_config(args: argparse.Namespace) -> config.Config:
         "address": args.address,
         "metrics_address": args.metrics_address,
         "log_level": args.log_level,
+        "cni_conf_dir": args.cni_conf_dir,
+        "cni_bin_dir": args.cni_bin_dir,
     }
     return config.load(path, overrides)

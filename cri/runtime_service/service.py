@@ -2,19 +2,136 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
-from cri.api.runtime.v1 import api_pb2, api_pb2_grpc
+from cri.api.runtime.v1 import api_pb2_grpc
 from cri.config import Config
-from cri.runtime_service import status, version
+from cri.constants import CRI_NAMESPACE
+from cri.image_service.service import ImageService
+from cri.runtime_service import (
+    container_stats,
+    container_status,
+    create_container,
+    exec_sync,
+    get_container_events,
+    list_containers,
+    list_pod_sandbox,
+    pod_sandbox_stats,
+    pod_sandbox_status,
+    remove_container,
+    remove_pod_sandbox,
+    reopen_container_log,
+    run_pod_sandbox,
+    runtime_config,
+    start_container,
+    status,
+    stop_container,
+    stop_pod_sandbox,
+    update_container_resources,
+    version,
+)
+from errdefs import NotFound
+from runtime.cni import CNI
+from runtime.containers import ContainerManager, ImageInfo
+from runtime.events import EventBus
+from runtime.oci import OCIRuntime
+from runtime.pods import PodManager
 
 
 class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
-    def __init__(self, config: Config) -> None:
-        self._config = config
+    def __init__(self, config: Config, images: ImageService) -> None:
+        self.config = config
+        self._images = images
+        self.events = EventBus()
+        self.cni = CNI(config.cni_conf_dir, config.root / "io.containerd.grpc.v1.cri" / "cni-results",
+                       config.cni_bin_dirs)
+        self.oci = OCIRuntime(config.state)
+        self.pods = PodManager(images.db, CRI_NAMESPACE, config.state, self.cni)
+        self.containers = ContainerManager(images.db, CRI_NAMESPACE, self.oci, images.snapshotter,
+                                           images.snapshotter_name, self.images, self.events)
+        self.pods.stop_containers = self.containers.stop_all
+        self.pods.remove_containers = self.containers.remove_all
+        self.snapshotter_root = images.snapshotter.root
+        self.pod_cidr = ""
 
-    def Version(self, request: api_pb2.VersionRequest, context: Any) -> api_pb2.VersionResponse:
+    def images(self, ref: str) -> ImageInfo:
+        try:
+            image = self._images.catalog.get(ref)
+        except NotFound:
+            raise NotFound(f"image {ref!r} not found: pull it first") from None
+        return ImageInfo(image.id, image.chain_id, image.config.raw, image.repo_tags, image.repo_digests)
+
+    def close(self) -> None:
+        self.events.close()
+
+    def Version(self, request: Any, context: Any) -> Any:
         return version.version(request)
 
-    def Status(self, request: api_pb2.StatusRequest, context: Any) -> api_pb2.StatusResponse:
-        return status.status(self._config, request)
+    def Status(self, request: Any, context: Any) -> Any:
+        return status.status(self, request)
+
+    def RunPodSandbox(self, request: Any, context: Any) -> Any:
+        return run_pod_sandbox.run_pod_sandbox(self, request)
+
+    def StopPodSandbox(self, request: Any, context: Any) -> Any:
+        return stop_pod_sandbox.stop_pod_sandbox(self, request)
+
+    def RemovePodSandbox(self, request: Any, context: Any) -> Any:
+        return remove_pod_sandbox.remove_pod_sandbox(self, request)
+
+    def PodSandboxStatus(self, request: Any, context: Any) -> Any:
+        return pod_sandbox_status.pod_sandbox_status(self, request)
+
+    def ListPodSandbox(self, request: Any, context: Any) -> Any:
+        return list_pod_sandbox.list_pod_sandbox(self, request)
+
+    def CreateContainer(self, request: Any, context: Any) -> Any:
+        return create_container.create_container(self, request)
+
+    def StartContainer(self, request: Any, context: Any) -> Any:
+        return start_container.start_container(self, request)
+
+    def StopContainer(self, request: Any, context: Any) -> Any:
+        return stop_container.stop_container(self, request)
+
+    def RemoveContainer(self, request: Any, context: Any) -> Any:
+        return remove_container.remove_container(self, request)
+
+    def ListContainers(self, request: Any, context: Any) -> Any:
+        return list_containers.list_containers(self, request)
+
+    def ContainerStatus(self, request: Any, context: Any) -> Any:
+        return container_status.container_status(self, request)
+
+    def ExecSync(self, request: Any, context: Any) -> Any:
+        return exec_sync.exec_sync(self, request)
+
+    def UpdateContainerResources(self, request: Any, context: Any) -> Any:
+        return update_container_resources.update_container_resources(self, request)
+
+    def ReopenContainerLog(self, request: Any, context: Any) -> Any:
+        return reopen_container_log.reopen_container_log(self, request)
+
+    def ContainerStats(self, request: Any, context: Any) -> Any:
+        return container_stats.container_stats(self, request)
+
+    def ListContainerStats(self, request: Any, context: Any) -> Any:
+        return container_stats.list_container_stats(self, request)
+
+    def PodSandboxStats(self, request: Any, context: Any) -> Any:
+        return pod_sandbox_stats.pod_sandbox_stats(self, request)
+
+    def ListPodSandboxStats(self, request: Any, context: Any) -> Any:
+        return pod_sandbox_stats.list_pod_sandbox_stats(self, request)
+
+    def GetContainerEvents(self, request: Any, context: Any) -> Iterator[Any]:
+        return get_container_events.get_container_events(self, request, context)
+
+    def RuntimeConfig(self, request: Any, context: Any) -> Any:
+        return runtime_config.runtime_config(self, request)
+
+    def UpdateRuntimeConfig(self, request: Any, context: Any) -> Any:
+        return runtime_config.update_runtime_config(self, request)
+
+

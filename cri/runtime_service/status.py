@@ -1,55 +1,55 @@
 """Status: the runtime and network conditions kubelet waits on before scheduling pods.
 
-The network stays not ready until CNI is wired in; kubelet then keeps pods that
-need a pod network off this node, as it does with containerd before a CNI
-configuration exists.
+NetworkReady follows the CNI configuration: false, with the reason, while no
+usable network config exists, as with containerd.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+from typing import TYPE_CHECKING
 
 from cri.api.runtime.v1 import api_pb2
-from cri.config import Config
+
+if TYPE_CHECKING:
+    from cri.runtime_service.service import RuntimeService
 
 RUNTIME_READY = "RuntimeReady"
 NETWORK_READY = "NetworkReady"
 NETWORK_NOT_READY_REASON = "NetworkPluginNotReady"
-NETWORK_NOT_READY_MESSAGE = "no CNI configuration"
 
 
-def status(config: Config, request: api_pb2.StatusRequest) -> api_pb2.StatusResponse:
-    response = api_pb2.StatusResponse(status=api_pb2.RuntimeStatus(conditions=_conditions()))
+def status(svc: RuntimeService, request: api_pb2.StatusRequest) -> api_pb2.StatusResponse:
+    network = svc.cni.status()
+    conditions = [
+        api_pb2.RuntimeCondition(type=RUNTIME_READY, status=True),
+        api_pb2.RuntimeCondition(type=NETWORK_READY, status=network.ready,
+                                 reason="" if network.ready else NETWORK_NOT_READY_REASON,
+                                 message="" if network.ready else f"cni plugin not initialized: {network.reason}"),
+    ]
+    response = api_pb2.StatusResponse(status=api_pb2.RuntimeStatus(conditions=conditions))
     if request.verbose:
-        response.info.update(_info(config))
+        response.info.update(_info(svc, network.reason or "OK"))
     return response
 
 
-def _conditions() -> list[api_pb2.RuntimeCondition]:
-    return [
-        api_pb2.RuntimeCondition(type=RUNTIME_READY, status=True),
-        api_pb2.RuntimeCondition(
-            type=NETWORK_READY,
-            status=False,
-            reason=NETWORK_NOT_READY_REASON,
-            message=NETWORK_NOT_READY_MESSAGE,
-        ),
-    ]
-
-
-def _info(config: Config) -> dict[str, str]:
+def _info(svc: RuntimeService, cni_status: str) -> dict[str, str]:
     # Values are JSON documents, as containerd's are. Only paths and names:
     # registry credentials stay out of anything sent over the socket.
+    config = svc.config
     summary = {
         "root": str(config.root),
         "state": str(config.state),
         "address": str(config.socket),
         "snapshotter": config.image.snapshotter,
         "registryConfigPath": str(config.registry.config_path),
+        "cniConfDir": str(config.cni_conf_dir),
+        "cniBinDirs": [str(d) for d in config.cni_bin_dirs],
+        "podCIDR": svc.pod_cidr,
     }
     return {
         "config": json.dumps(summary),
-        "lastCNILoadStatus": json.dumps(NETWORK_NOT_READY_MESSAGE),
+        "lastCNILoadStatus": json.dumps(cni_status),
         "python": json.dumps(platform.python_version()),
     }

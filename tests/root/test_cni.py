@@ -1,27 +1,18 @@
 """The CNI client against the real plugins (bridge, host-local, portmap, loopback) and a pinned netns.
 
-Every test network has its own name, bridge and /24 under 10.99.0.0/16, and host-local keeps its allocations in
-the test's tmp dir. The host-wide side effects of the plugins (iptables rules and chains, net.ipv4.ip_forward)
-are undone after each test; CNI tests of parallel runs take turns through a lock file so one run's cleanup
-never removes another's shared portmap chains. Fake plugins (small Python scripts) show exactly what the
-client hands a plugin.
+Every test network (tests/support/cni_network.py) has its own name, bridge and /24 under 10.99.0.0/16, and
+host-local keeps its allocations in the test's tmp dir; what the plugins change on the host is undone after
+each test. Fake plugins (small Python scripts) show exactly what the client hands a plugin.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import ipaddress
 import json
 import os
-import random
-import re
 import secrets
-import shlex
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,24 +24,20 @@ import pytest
 from errdefs import CrishimError, DeadlineExceeded, FailedPrecondition
 from runtime import namespaces
 from runtime.cni import CNI, CNIResult, PodRef, PortMapping, load_config_list
-from tests.support.tools import binary, require_file, require_root
+from tests.support.cni_network import (
+    PLUGIN_DIR,
+    PLUGINS,
+    SHIPPED_CONFLIST,
+    Network,
+    conflist,
+    free_port,
+    http_get,
+    in_netns,
+    rules,
+    temporary_network,
+)
 
-PLUGIN_DIR = Path("/usr/lib/cni")
-PLUGINS = ("bridge", "host-local", "portmap", "loopback")
-LOCK = Path(tempfile.gettempdir()) / "crishim-cni-tests.lock"
-IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 POD = PodRef("web", "default", "7a3c1f9e-0000-4000-8000-000000000001")
-SHARED_PORTMAP_CHAINS = ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK")
-
-
-@dataclass(frozen=True)
-class Network:
-    name: str
-    bridge: str
-    subnet: ipaddress.IPv4Network
-    conf_dir: Path
-    ipam_dir: Path
-    cni: CNI
 
 
 @dataclass(frozen=True)
@@ -59,124 +46,13 @@ class Pod:
     netns: Path
 
 
-# ---- host-side guards --------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _test_lock(timeout: float = 300.0) -> Iterator[None]:
-    with open(LOCK, "a") as f:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"another test run held {LOCK} for {timeout}s")
-                time.sleep(0.1)
-        yield
-
-
-def _iptables(*args: str, check: bool = True) -> str:
-    result = subprocess.run(["iptables", "-w", *args], capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"iptables {' '.join(args)}: {result.stderr.strip()}")
-    return result.stdout
-
-
-def _rules(table: str) -> list[str]:
-    return _iptables("-t", table, "-S").splitlines()
-
-
-def _chains(lines: list[str]) -> set[str]:
-    return {line.split()[1] for line in lines if line.startswith("-N ")}
-
-
-def _remove_network_rules(network: Network, before: dict[str, list[str]]) -> None:
-    """Remove the rules and chains the test's network left (DEL should have; a failed test may not have)."""
-    marks = (network.name, str(network.subnet))  # the name holds a random token, so it matches only ours
-    for table, old in before.items():
-        lines = _rules(table)
-        ours = [line for line in lines if line.startswith("-A ") and any(m in line for m in marks)]
-        targets = {m.group(1) for line in ours if (m := re.search(r" -j (\S+)", line))}
-        chains = (targets & _chains(lines)) - _chains(old)
-        for chain in chains:
-            _iptables("-t", table, "-F", chain)
-        for line in ours:
-            if line.split()[1] not in chains:
-                _iptables("-t", table, "-D", *shlex.split(line)[1:], check=False)
-        for chain in chains:
-            _iptables("-t", table, "-X", chain, check=False)
-
-
-def _remove_idle_portmap_chains(before: dict[str, list[str]]) -> None:
-    """portmap's shared chains outlive DEL; drop them if this test made them and nobody uses them now."""
-    lines = _rules("nat")
-    if "CNI-HOSTPORT-DNAT" in _chains(before["nat"]) or "CNI-HOSTPORT-DNAT" not in _chains(lines):
-        return
-    if any(line.startswith("-A CNI-HOSTPORT-DNAT ") for line in lines):
-        return
-    for line in lines:
-        if line.startswith("-A ") and re.search(r" -j CNI-HOSTPORT-(DNAT|MASQ)$", line):
-            _iptables("-t", "nat", "-D", *shlex.split(line)[1:], check=False)
-    for chain in SHARED_PORTMAP_CHAINS:
-        _iptables("-t", "nat", "-F", chain, check=False)
-        _iptables("-t", "nat", "-X", chain, check=False)
-
-
-def _free_subnet() -> ipaddress.IPv4Network:
-    used = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True).stdout
-    candidates = [ipaddress.IPv4Network(f"10.99.{i}.0/24") for i in range(256)]
-    random.shuffle(candidates)
-    for net in candidates:
-        if f"10.99.{net.network_address.packed[2]}." not in used:
-            return net
-    pytest.skip("no free /24 in 10.99.0.0/16 for a test network")
-
-
 # ---- fixtures ------------------------------------------------------------------------------------------------
-
-
-def _require_plugins() -> None:
-    require_root("CNI plugins")
-    for plugin in PLUGINS:
-        require_file(PLUGIN_DIR / plugin, "containernetworking-plugins")
-    for tool in ("iptables", "ip", "ss", "nsenter", "unshare"):
-        binary(tool)
-
-
-def _conflist(name: str, bridge: str, subnet: ipaddress.IPv4Network, ipam_dir: Path) -> dict[str, Any]:
-    # The shipped config with the test's names, so the test exercises the same plugin chain.
-    shipped = Path(__file__).parents[2] / "deploy" / "cni" / "10-crishim-bridge.conflist"
-    conf: dict[str, Any] = json.loads(shipped.read_text())
-    conf["name"] = name
-    bridge_plugin = conf["plugins"][0]
-    bridge_plugin["bridge"] = bridge
-    bridge_plugin["ipam"]["ranges"] = [[{"subnet": str(subnet)}]]
-    bridge_plugin["ipam"]["dataDir"] = str(ipam_dir)
-    return conf
 
 
 @pytest.fixture
 def network(tmp_path: Path) -> Iterator[Network]:
-    _require_plugins()
-    with _test_lock():
-        token = secrets.token_hex(4)
-        conf_dir, ipam_dir = tmp_path / "net.d", tmp_path / "ipam"
-        conf_dir.mkdir()
-        net = Network(f"crishim-test-{token}", f"cshim{token}", _free_subnet(), conf_dir, ipam_dir,
-                      CNI(conf_dir, tmp_path / "cache", [PLUGIN_DIR]))
-        (conf_dir / "10-test.conflist").write_text(json.dumps(_conflist(net.name, net.bridge, net.subnet, ipam_dir)))
-        before = {table: _rules(table) for table in ("nat", "filter")}
-        forward = IP_FORWARD.read_text()
-        try:
-            yield net
-        finally:
-            subprocess.run(["ip", "link", "del", net.bridge], capture_output=True)
-            _remove_network_rules(net, before)
-            _remove_idle_portmap_chains(before)
-            if IP_FORWARD.read_text() != forward:
-                IP_FORWARD.write_text(forward)
+    with temporary_network(tmp_path) as net:
+        yield net
 
 
 @pytest.fixture
@@ -202,7 +78,7 @@ def _http_server(netns: Path, root: Path, port: int) -> Iterator[None]:
         cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
-        while "LISTEN" not in _in_netns(netns, "ss", "-Htln", f"sport = :{port}"):
+        while "LISTEN" not in in_netns(netns, "ss", "-Htln", f"sport = :{port}"):
             assert proc.poll() is None, "http.server exited in the netns"
             assert time.monotonic() < deadline, "http.server did not start listening in the netns"
             time.sleep(0.05)
@@ -210,27 +86,6 @@ def _http_server(netns: Path, root: Path, port: int) -> Iterator[None]:
     finally:
         proc.kill()
         proc.wait()
-
-
-def _in_netns(netns: Path, *command: str) -> str:
-    return subprocess.run(["nsenter", f"--net={netns}", "--", *command], capture_output=True, text=True).stdout
-
-
-def _http_get(host: str, port: int) -> str:
-    # A raw request: urllib would honour proxy variables, and the traffic must stay on this host.
-    with socket.create_connection((host, port), timeout=5) as s:
-        s.sendall(b"GET /marker.txt HTTP/1.0\r\nHost: test\r\n\r\n")
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return data.decode(errors="replace")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _pod_ip(result: CNIResult) -> str:
@@ -250,32 +105,32 @@ def test_add_gives_the_pod_a_reachable_ip(network: Network, pod: Pod, tmp_path: 
     assert ip.gateway == network.subnet.network_address + 1
     eth0 = result.interfaces[ip.interface or 0]
     assert eth0.name == "eth0" and eth0.sandbox == str(pod.netns)
-    assert f"inet {ip.address} " in _in_netns(pod.netns, "ip", "-4", "addr", "show", "eth0")
+    assert f"inet {ip.address} " in in_netns(pod.netns, "ip", "-4", "addr", "show", "eth0")
     assert network.cni.cached_result(pod.id) == result
 
     marker = secrets.token_hex(8)
     (tmp_path / "marker.txt").write_text(marker)
     with _http_server(pod.netns, tmp_path, 8000):
-        assert marker in _http_get(str(ip.address.ip), 8000)
+        assert marker in http_get(str(ip.address.ip), 8000)
 
 
 def test_port_mapping_reaches_the_pod_from_the_host_loopback(network: Network, pod: Pod, tmp_path: Path) -> None:
-    host_port = _free_port()
+    host_port = free_port()
     result = network.cni.add(pod.netns, pod.id, POD, port_mappings=[PortMapping(host_port, 8000)])
-    nat = "\n".join(_rules("nat"))
+    nat = "\n".join(rules("nat"))
     assert f"--dport {host_port} -j DNAT --to-destination {_pod_ip(result)}:8000" in nat
 
     marker = secrets.token_hex(8)
     (tmp_path / "marker.txt").write_text(marker)
     with _http_server(pod.netns, tmp_path, 8000):
-        assert marker in _http_get("127.0.0.1", host_port)
+        assert marker in http_get("127.0.0.1", host_port)
 
     network.cni.delete(pod.netns, pod.id, POD)
-    assert f"--dport {host_port} " not in "\n".join(_rules("nat"))
+    assert f"--dport {host_port} " not in "\n".join(rules("nat"))
 
 
 def test_del_removes_the_interface_and_frees_the_ip(network: Network, pod: Pod) -> None:
-    result = network.cni.add(pod.netns, pod.id, POD, port_mappings=[PortMapping(_free_port(), 80)])
+    result = network.cni.add(pod.netns, pod.id, POD, port_mappings=[PortMapping(free_port(), 80)])
     ip = _pod_ip(result)
     host_veths = [i.name for i in result.interfaces if not i.sandbox and i.name != network.bridge]
     assert len(host_veths) == 1
@@ -285,11 +140,11 @@ def test_del_removes_the_interface_and_frees_the_ip(network: Network, pod: Pod) 
 
     network.cni.delete(pod.netns, pod.id, POD)
 
-    assert "eth0" not in _in_netns(pod.netns, "ip", "-o", "link")
+    assert "eth0" not in in_netns(pod.netns, "ip", "-o", "link")
     assert subprocess.run(["ip", "link", "show", host_veths[0]], capture_output=True).returncode != 0
     assert not allocation.exists()
     assert not list(network.cni.cache_dir.iterdir())
-    assert network.name not in "\n".join(_rules("nat"))
+    assert network.name not in "\n".join(rules("nat"))
     assert network.cni.cached_result(pod.id) is None
 
     network.cni.delete(pod.netns, pod.id, POD)
@@ -336,20 +191,20 @@ def test_check_passes_then_notices_a_missing_interface(network: Network, pod: Po
 
 
 def test_plugin_error_is_reported_and_nothing_leaks(network: Network, pod: Pod) -> None:
-    conf = _conflist(network.name, network.bridge, network.subnet, network.ipam_dir)
+    conf = conflist(network.name, network.bridge, network.subnet, network.ipam_dir)
     conf["plugins"][0]["ipam"]["ranges"] = [[{"subnet": "not-a-subnet"}]]
     (network.conf_dir / "10-test.conflist").write_text(json.dumps(conf))
 
     with pytest.raises(CrishimError, match=r"CNI plugin bridge ADD failed.*not-a-subnet"):
         network.cni.add(pod.netns, pod.id, POD)
 
-    assert "eth0" not in _in_netns(pod.netns, "ip", "-o", "link")
+    assert "eth0" not in in_netns(pod.netns, "ip", "-o", "link")
     assert not network.cni.cache_dir.exists() or not list(network.cni.cache_dir.iterdir())
-    assert network.name not in "\n".join(_rules("nat"))
+    assert network.name not in "\n".join(rules("nat"))
 
 
 def test_missing_plugin_makes_the_network_not_ready(network: Network) -> None:
-    conf = _conflist(network.name, network.bridge, network.subnet, network.ipam_dir)
+    conf = conflist(network.name, network.bridge, network.subnet, network.ipam_dir)
     conf["plugins"].append({"type": "no-such-plugin"})
     (network.conf_dir / "10-test.conflist").write_text(json.dumps(conf))
     status = network.cni.status()
@@ -488,7 +343,7 @@ def test_a_hanging_plugin_times_out(tmp_path: Path, fake: tuple[Path, Path]) -> 
 
 
 def test_shipped_config_loads_and_is_ready_with_the_debian_plugins(tmp_path: Path) -> None:
-    shipped = Path(__file__).parents[2] / "deploy" / "cni"
+    shipped = SHIPPED_CONFLIST.parent
     config = load_config_list(shipped)
     assert (config.name, config.cni_version) == ("crishim", "1.0.0")
     assert [p["type"] for p in config.plugins] == ["bridge", "portmap", "loopback"]

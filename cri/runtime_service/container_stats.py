@@ -1,0 +1,52 @@
+"""ContainerStats, ListContainerStats: CPU and memory from the cgroup, the writable layer from the snapshotter."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cri.api.runtime.v1 import api_pb2
+from runtime.records import ContainerRecord, ContainerState
+from runtime.stats import cgroup_stats
+
+if TYPE_CHECKING:
+    from cri.runtime_service.service import RuntimeService
+
+
+def container_stats(svc: RuntimeService, request: api_pb2.ContainerStatsRequest) -> api_pb2.ContainerStatsResponse:
+    return api_pb2.ContainerStatsResponse(stats=to_stats(svc, svc.containers.get(request.container_id)))
+
+
+def list_container_stats(svc: RuntimeService,
+                         request: api_pb2.ListContainerStatsRequest) -> api_pb2.ListContainerStatsResponse:
+    wanted = request.filter if request.HasField("filter") else api_pb2.ContainerStatsFilter()
+    stats = []
+    for record in svc.containers.all(wanted.pod_sandbox_id):
+        config = record.config
+        if wanted.id and not record.id.startswith(wanted.id):
+            continue
+        if any(config.labels.get(k) != v for k, v in wanted.label_selector.items()):
+            continue
+        stats.append(to_stats(svc, record))
+    return api_pb2.ListContainerStatsResponse(stats=stats)
+
+
+def to_stats(svc: RuntimeService, record: ContainerRecord) -> api_pb2.ContainerStats:
+    config = record.config
+    stats = api_pb2.ContainerStats(attributes=api_pb2.ContainerAttributes(
+        id=record.id, metadata=config.metadata, labels=config.labels, annotations=config.annotations))
+    usage = cgroup_stats(record.pid) if record.state == ContainerState.RUNNING else None
+    if usage is not None:
+        stats.cpu.timestamp = usage.timestamp
+        stats.cpu.usage_core_nano_seconds.value = usage.cpu_usage_ns
+        stats.memory.timestamp = usage.timestamp
+        stats.memory.working_set_bytes.value = usage.memory_working_set
+        stats.memory.usage_bytes.value = usage.memory_usage
+        stats.memory.rss_bytes.value = usage.memory_rss
+        stats.memory.page_faults.value = usage.page_faults
+        stats.memory.major_page_faults.value = usage.major_page_faults
+    size, inodes = svc.containers.writable_layer_usage(record)
+    stats.writable_layer.timestamp = usage.timestamp if usage else 0
+    stats.writable_layer.fs_id.mountpoint = svc.snapshotter_root
+    stats.writable_layer.used_bytes.value = size
+    stats.writable_layer.inodes_used.value = inodes
+    return stats

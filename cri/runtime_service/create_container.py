@@ -1,0 +1,17 @@
+"""CreateContainer: snapshot, bundle and a created (not yet started) container under conmon."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cri.api.runtime.v1 import api_pb2
+
+if TYPE_CHECKING:
+    from cri.runtime_service.service import RuntimeService
+
+
+def create_container(svc: RuntimeService,
+                     request: api_pb2.CreateContainerRequest) -> api_pb2.CreateContainerResponse:
+    sandbox = svc.pods.get(request.pod_sandbox_id)
+    record = svc.containers.create(sandbox, request.config)
+    return api_pb2.CreateContainerResponse(container_id=record.id)

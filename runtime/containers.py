@@ -1,0 +1,296 @@
+"""Containers: an Active snapshot for the rootfs, an OCI bundle, and conmon supervising runc.
+
+CreateContainer prepares the snapshot (key = container id, parent = the
+image's top chain ID), mounts it as the bundle's rootfs, writes config.json
+and has conmon run ``runc create``; each step registers its undo so a failure
+leaves nothing behind. Live state comes from runc and conmon's exit files, so
+it stays true across a daemon restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from cri.api.runtime.v1 import api_pb2
+from errdefs import FailedPrecondition, InvalidArgument, NotFound
+from runtime import spec as oci_spec
+from runtime.events import Event, EventBus
+from runtime.oci import OCIRuntime
+from runtime.podfiles import files_of
+from runtime.records import KIND_CONTAINER, ContainerRecord, ContainerState, SandboxRecord, SandboxState, encode
+from runtime.user import resolve_user
+from snapshotters.mount import mount_all, unmount
+from snapshotters.snapshotter import Snapshotter
+from store.metadata import MetadataDB
+
+__all__ = ["ContainerManager", "ImageInfo", "container_name"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    """What a container needs of its image."""
+
+    id: str
+    chain_id: str
+    config: dict[str, Any]  # the image config JSON
+    repo_tags: tuple[str, ...]
+    repo_digests: tuple[str, ...]
+
+
+def container_name(meta: api_pb2.ContainerMetadata, pod: api_pb2.PodSandboxMetadata) -> str:
+    """The name a container reserves, as containerd builds it."""
+    return "_".join([meta.name, pod.name, pod.namespace, pod.uid, str(meta.attempt)])
+
+
+class ContainerManager:
+    def __init__(self, db: MetadataDB, namespace: str, oci: OCIRuntime, snapshotter: Snapshotter,
+                 snapshotter_name: str, images: Callable[[str], ImageInfo], events: EventBus) -> None:
+        self._db = db
+        self._namespace = namespace
+        self._oci = oci
+        self._sn = snapshotter
+        self._sn_name = snapshotter_name
+        self._images = images
+        self._events = events
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    # Queries.
+    def get(self, id_or_prefix: str) -> ContainerRecord:
+        if not id_or_prefix:
+            raise InvalidArgument("container id must not be empty")
+        with self._db.transaction() as tx:
+            try:
+                doc = tx.get_object(self._namespace, KIND_CONTAINER, id_or_prefix)
+            except NotFound:
+                docs = [d for d in tx.list_objects(self._namespace, KIND_CONTAINER) if d["id"].startswith(id_or_prefix)]
+                if len(docs) != 1:
+                    raise NotFound(f"container {id_or_prefix!r}: not found") from None
+                doc = docs[0]
+        return self._refresh(ContainerRecord.from_doc(doc))
+
+    def all(self, sandbox_id: str = "") -> list[ContainerRecord]:
+        with self._db.transaction() as tx:
+            docs = tx.list_objects(self._namespace, KIND_CONTAINER)
+        return [self._refresh(ContainerRecord.from_doc(d)) for d in docs
+                if not sandbox_id or d["sandbox_id"] == sandbox_id]
+
+    # Lifecycle.
+    def create(self, sandbox: SandboxRecord, config: api_pb2.ContainerConfig) -> ContainerRecord:
+        if sandbox.state != SandboxState.READY:
+            raise FailedPrecondition(f"pod sandbox {sandbox.id} is not ready")
+        if not config.metadata.name:
+            raise InvalidArgument("container metadata needs a name")
+        image = self._images(config.image.image)
+        container_id = secrets.token_hex(32)
+        sandbox_config = sandbox.config
+        bundle = self._oci.bundle_dir(self._namespace, container_id)
+        log_path = _log_path(sandbox_config, config)
+        record = ContainerRecord(
+            id=container_id, name=container_name(config.metadata, sandbox_config.metadata),
+            sandbox_id=sandbox.id, config_b64=encode(config), created_at=time.time_ns(),
+            image_ref=config.image.image, image_id=image.id,
+            image_repo_digest=image.repo_digests[0] if image.repo_digests else image.id,
+            snapshot_key=container_id, snapshotter=self._sn_name, log_path=str(log_path), bundle=str(bundle),
+            stop_signal=str(image.config.get("config", {}).get("StopSignal") or "SIGTERM"))
+        with self._lock(container_id), contextlib.ExitStack() as undo:
+            self._save(record)  # reserves the name
+            undo.callback(self._forget, container_id)
+            rootfs = bundle / "rootfs"
+            rootfs.mkdir(parents=True)
+            undo.callback(shutil.rmtree, bundle, True)
+            mounts = self._sn.prepare(container_id, image.chain_id)
+            undo.callback(self._sn.remove, container_id)
+            mount_all(mounts, rootfs)
+            undo.callback(unmount, rootfs, True)
+            spec = oci_spec.container_spec(self._spec_inputs(record, sandbox, config, image, rootfs))
+            (bundle / "config.json").write_text(json.dumps(spec))
+            if log_path.parent != Path("."):
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+            pid = self._oci.create(container_id, bundle, log_path, tty=config.tty, stdin=config.stdin,
+                                   stdin_once=config.stdin_once)
+            record = record.replace(pid=pid)
+            self._save(record)
+            undo.pop_all()
+        self._publish(record, "created")
+        log.info("container.created", container=container_id, name=record.name, image=image.id)
+        return record
+
+    def start(self, container_id: str) -> None:
+        record = self.get(container_id)
+        with self._lock(record.id):
+            if record.state != ContainerState.CREATED:
+                raise FailedPrecondition(f"container {record.id} is {record.state}, not created")
+            # Taken before runc start: a process that exits at once must not have finished before it started.
+            started_at = time.time_ns()
+            self._oci.start(record.id)
+            self._save(record.replace(state=ContainerState.RUNNING, started_at=started_at))
+        self._publish(record, "started")
+
+    def stop(self, container_id: str, timeout: float) -> None:
+        record = self.get(container_id)
+        with self._lock(record.id):
+            if record.state in (ContainerState.RUNNING, ContainerState.CREATED):
+                self._terminate(record, timeout)
+            self._refresh(self._load(record.id))
+        self._publish(record, "stopped")
+
+    def remove(self, container_id: str) -> None:
+        try:
+            record = self.get(container_id)
+        except NotFound:
+            return  # CRI: removing a removed container is not an error
+        with self._lock(record.id):
+            if record.state in (ContainerState.RUNNING, ContainerState.CREATED):
+                self._terminate(record, 0)
+            self._oci.delete(record.id, force=True)
+            unmount(Path(record.bundle) / "rootfs", detach=True)
+            with contextlib.suppress(NotFound):
+                self._sn.remove(record.snapshot_key)
+            shutil.rmtree(record.bundle, ignore_errors=True)
+            self._forget(record.id)
+        self._publish(record, "deleted")
+        log.info("container.removed", container=record.id)
+
+    def stop_all(self, sandbox_id: str) -> None:
+        for record in self.all(sandbox_id):
+            if record.state in (ContainerState.RUNNING, ContainerState.CREATED):
+                self.stop(record.id, 0)
+
+    def remove_all(self, sandbox_id: str) -> None:
+        for record in self.all(sandbox_id):
+            self.remove(record.id)
+
+    def exec_sync(self, container_id: str, argv: list[str], timeout: float) -> tuple[int, bytes, bytes]:
+        record = self.get(container_id)
+        if record.state != ContainerState.RUNNING:
+            raise FailedPrecondition(f"container {record.id} is {record.state}, not running")
+        result = self._oci.exec_sync(record.id, argv, timeout or None)
+        return result.exit_code, result.stdout, result.stderr
+
+    def update_resources(self, container_id: str, resources: api_pb2.LinuxContainerResources) -> None:
+        record = self.get(container_id)
+        if record.state not in (ContainerState.RUNNING, ContainerState.CREATED):
+            raise FailedPrecondition(f"container {record.id} is {record.state}")
+        self._oci.update(record.id, oci_spec.linux_resources(resources))
+
+    def reopen_log(self, container_id: str) -> None:
+        record = self.get(container_id)
+        if record.state != ContainerState.RUNNING:
+            raise FailedPrecondition(f"container {record.id} is not running")
+        self._oci.reopen_log(record.id)
+
+    def writable_layer_usage(self, record: ContainerRecord) -> tuple[int, int]:
+        usage = self._sn.usage(record.snapshot_key)
+        return usage.size, usage.inodes
+
+    # Internals.
+    def _terminate(self, record: ContainerRecord, timeout: float) -> None:
+        """The image's stop signal, up to ``timeout`` seconds of grace, then SIGKILL."""
+        if timeout > 0:
+            with contextlib.suppress(NotFound):
+                self._oci.kill(record.id, _signal(record.stop_signal))
+            with contextlib.suppress(NotFound):
+                if self._oci.wait_exit(record.id, timeout) is not None:
+                    return
+        with contextlib.suppress(NotFound):
+            self._oci.kill(record.id, signal.SIGKILL, all=True)
+        with contextlib.suppress(NotFound):
+            self._oci.wait_exit(record.id, 10)
+
+    def _refresh(self, record: ContainerRecord) -> ContainerRecord:
+        """Bring a record in line with what conmon and runc say now."""
+        if record.state == ContainerState.EXITED:
+            return record
+        status = self._oci.exit_status(record.id)
+        if status is not None:
+            updated = record.replace(state=ContainerState.EXITED, exit_code=status.exit_code,
+                                     finished_at=status.finished_at_ns,
+                                     reason=_exit_reason(status.exit_code, Path(record.bundle)),
+                                     started_at=record.started_at or record.created_at)
+        elif self._oci.conmon_pid(record.id) is None and record.state == ContainerState.RUNNING:
+            updated = record.replace(state=ContainerState.UNKNOWN, reason="Unknown",
+                                     message="the container's conmon is gone and left no exit code")
+        else:
+            return record
+        self._save(updated)
+        return updated
+
+    def _spec_inputs(self, record: ContainerRecord, sandbox: SandboxRecord, config: api_pb2.ContainerConfig,
+                     image: ImageInfo, rootfs: Path) -> oci_spec.SpecInputs:
+        sandbox_config = sandbox.config
+        files = files_of(Path(sandbox.files_dir))
+        host_ipc = not sandbox.ipcns
+        return oci_spec.SpecInputs(
+            container_id=record.id, sandbox_id=sandbox.id, config=config, sandbox_config=sandbox_config,
+            image_config=image.config.get("config") or {}, rootfs=str(rootfs),
+            user=resolve_user(rootfs, str((image.config.get("config") or {}).get("User") or ""),
+                              config.linux.security_context),
+            namespaces=oci_spec.PodNamespaces(
+                network=sandbox.netns or None, ipc=sandbox.ipcns or None, uts=sandbox.utsns or None,
+                pid=f"/proc/{sandbox.pid_holder}/ns/pid" if sandbox.pid_holder else None),
+            files=oci_spec.PodFiles(hosts=str(files.hosts), resolv_conf=str(files.resolv_conf),
+                                    hostname=str(files.hostname), shm=None if host_ipc else str(files.shm)),
+            image_name=image.repo_tags[0] if image.repo_tags else config.image.image,
+            namespace=self._namespace,
+            # As containerd's restrict_oom_score_adj: a runtime without CAP_SYS_RESOURCE cannot lower it.
+            restrict_oom_score_adj=True)
+
+    def _load(self, container_id: str) -> ContainerRecord:
+        with self._db.transaction() as tx:
+            return ContainerRecord.from_doc(tx.get_object(self._namespace, KIND_CONTAINER, container_id))
+
+    def _save(self, record: ContainerRecord) -> None:
+        with self._db.transaction() as tx:
+            tx.put_object(self._namespace, KIND_CONTAINER, record.id, record.name, record.to_doc())
+
+    def _forget(self, container_id: str) -> None:
+        with self._db.transaction() as tx:
+            tx.delete_object(self._namespace, KIND_CONTAINER, container_id)
+
+    def _publish(self, record: ContainerRecord, kind: str) -> None:
+        self._events.publish(Event(record.id, kind, time.time_ns(), record.sandbox_id))
+
+    @contextlib.contextmanager
+    def _lock(self, container_id: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault(container_id, threading.Lock())
+        with lock:
+            yield
+
+
+def _log_path(sandbox_config: api_pb2.PodSandboxConfig, config: api_pb2.ContainerConfig) -> Path:
+    if not config.log_path:
+        return Path("/dev/null")
+    return Path(sandbox_config.log_directory) / config.log_path
+
+
+def _signal(name: str) -> int:
+    name = name.upper()
+    if name.isdigit():
+        return int(name)
+    try:
+        return int(signal.Signals[name if name.startswith("SIG") else f"SIG{name}"])
+    except KeyError:
+        raise InvalidArgument(f"unknown stop signal {name!r}") from None
+
+
+def _exit_reason(exit_code: int, bundle: Path) -> str:
+    if (bundle / "oom").exists():
+        return "OOMKilled"
+    return "Completed" if exit_code == 0 else "Error"
+

@@ -1,0 +1,184 @@
+"""Pod sandboxes without a pause image: pinned namespaces, CNI networking and the files containers share.
+
+Running a pod reserves its name, pins its network/IPC/UTS namespaces (a
+catatonit holder for a shared PID namespace), writes its hostname, hosts,
+resolv.conf and shm, then attaches the network. Each step registers its undo,
+so a failure leaves nothing behind. Stopping detaches the network and stops
+every container; removing deletes what is left. Both are idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from cri.api.runtime.v1 import api_pb2
+from errdefs import InvalidArgument, NotFound
+from runtime import namespaces
+from runtime.cni import CNI, PodRef, PortMapping
+from runtime.podfiles import remove_pod_files, write_pod_files
+from runtime.records import KIND_SANDBOX, SandboxRecord, SandboxState, encode
+from store.metadata import MetadataDB
+
+__all__ = ["PodManager", "sandbox_name"]
+
+log = structlog.get_logger(__name__)
+
+NODE = api_pb2.NamespaceMode.NODE
+POD = api_pb2.NamespaceMode.POD
+
+
+def sandbox_name(meta: api_pb2.PodSandboxMetadata) -> str:
+    """The name a pod reserves, as containerd builds it; a second pod with it is ALREADY_EXISTS."""
+    return "_".join([meta.name, meta.namespace, meta.uid, str(meta.attempt)])
+
+
+@dataclass(frozen=True, slots=True)
+class _Modes:
+    host_network: bool
+    host_ipc: bool
+    pid: int
+
+
+class PodManager:
+    def __init__(self, db: MetadataDB, namespace: str, state: Path, cni: CNI) -> None:
+        self._db = db
+        self._namespace = namespace
+        self._state = state
+        self._cni = cni
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        # Set by the container side: stop and remove a pod's containers before the pod goes.
+        self.stop_containers: Callable[[str], None] = lambda sandbox_id: None
+        self.remove_containers: Callable[[str], None] = lambda sandbox_id: None
+
+    # Queries.
+    def get(self, id_or_prefix: str) -> SandboxRecord:
+        if not id_or_prefix:
+            raise InvalidArgument("pod sandbox id must not be empty")
+        with self._db.transaction() as tx:
+            try:
+                return SandboxRecord.from_doc(tx.get_object(self._namespace, KIND_SANDBOX, id_or_prefix))
+            except NotFound:
+                docs = tx.list_objects(self._namespace, KIND_SANDBOX)
+        matches = [d for d in docs if d["id"].startswith(id_or_prefix)]
+        if len(matches) != 1:
+            raise NotFound(f"pod sandbox {id_or_prefix!r}: not found")
+        return SandboxRecord.from_doc(matches[0])
+
+    def all(self) -> list[SandboxRecord]:
+        with self._db.transaction() as tx:
+            return [SandboxRecord.from_doc(d) for d in tx.list_objects(self._namespace, KIND_SANDBOX)]
+
+    # Lifecycle.
+    def run(self, config: api_pb2.PodSandboxConfig, runtime_handler: str) -> SandboxRecord:
+        meta = config.metadata
+        if not (meta.name and meta.namespace and meta.uid):
+            raise InvalidArgument("pod sandbox metadata needs a name, a namespace and a uid")
+        if runtime_handler not in ("", "runc"):
+            raise NotFound(f"runtime handler {runtime_handler!r}: not found (crishim has only runc)")
+        sandbox_id = secrets.token_hex(32)
+        modes = _modes(config)
+        hostname = config.hostname or socket.gethostname()
+        record = SandboxRecord(
+            id=sandbox_id, name=sandbox_name(meta), config_b64=encode(config), created_at=time.time_ns(),
+            runtime_handler=runtime_handler, cgroup_parent=config.linux.cgroup_parent,
+            files_dir=str(self._state / "sandboxes" / sandbox_id))
+        with self._lock(sandbox_id), contextlib.ExitStack() as undo:
+            self._save(record)  # reserves the name
+            undo.callback(self._forget, sandbox_id)
+            kinds = _pinned_kinds(modes)
+            pinned = namespaces.pin(self._state, sandbox_id, kinds, hostname=None if modes.host_network else hostname)
+            undo.callback(namespaces.unpin, self._state, sandbox_id)
+            write_pod_files(Path(record.files_dir), config, modes.host_ipc)
+            undo.callback(remove_pod_files, Path(record.files_dir))
+            record = record.replace(netns=_text(pinned.net), ipcns=_text(pinned.ipc), utsns=_text(pinned.uts),
+                                    pid_holder=pinned.pid_holder or 0)
+            if not modes.host_network:
+                result = self._cni.add(Path(record.netns), sandbox_id, _pod_ref(meta), port_mappings=_ports(config))
+                undo.callback(self._detach, record)
+                record = record.replace(ips=tuple(str(ip.address.ip) for ip in result.pod_ips()))
+            self._save(record)
+            undo.pop_all()
+        log.info("pod.ran", sandbox=sandbox_id, name=record.name, ips=list(record.ips))
+        return record
+
+    def stop(self, sandbox_id: str) -> None:
+        record = self.get(sandbox_id)
+        with self._lock(record.id):
+            self.stop_containers(record.id)
+            if record.netns:
+                self._detach(record)
+            namespaces.stop_pid_holder(self._state, record.id)
+            self._save(record.replace(state=SandboxState.NOTREADY, pid_holder=0))
+        log.info("pod.stopped", sandbox=record.id)
+
+    def remove(self, sandbox_id: str) -> None:
+        try:
+            record = self.get(sandbox_id)
+        except NotFound:
+            return  # CRI: "If there are no resources to remove, this call must not fail"
+        self.stop(record.id)
+        with self._lock(record.id):
+            self.remove_containers(record.id)
+            namespaces.unpin(self._state, record.id)
+            remove_pod_files(Path(record.files_dir))
+            self._forget(record.id)
+        log.info("pod.removed", sandbox=record.id)
+
+    def _detach(self, record: SandboxRecord) -> None:
+        netns = Path(record.netns) if record.netns else None
+        self._cni.delete(netns, record.id, _pod_ref(record.config.metadata), port_mappings=_ports(record.config))
+
+    def _save(self, record: SandboxRecord) -> None:
+        with self._db.transaction() as tx:
+            tx.put_object(self._namespace, KIND_SANDBOX, record.id, record.name, record.to_doc())
+
+    def _forget(self, sandbox_id: str) -> None:
+        with self._db.transaction() as tx:
+            tx.delete_object(self._namespace, KIND_SANDBOX, sandbox_id)
+
+    @contextlib.contextmanager
+    def _lock(self, sandbox_id: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault(sandbox_id, threading.Lock())
+        with lock:
+            yield
+
+
+def _modes(config: api_pb2.PodSandboxConfig) -> _Modes:
+    options = config.linux.security_context.namespace_options
+    return _Modes(options.network == NODE, options.ipc == NODE, options.pid)
+
+
+def _pinned_kinds(modes: _Modes) -> set[str]:
+    kinds = set()
+    if not modes.host_network:
+        kinds |= {"net", "uts"}  # a pod on the node's network keeps the node's hostname, as in containerd
+    if not modes.host_ipc:
+        kinds.add("ipc")
+    if modes.pid == POD:
+        kinds.add("pid")
+    return kinds
+
+
+def _pod_ref(meta: api_pb2.PodSandboxMetadata) -> PodRef:
+    return PodRef(meta.name, meta.namespace, meta.uid)
+
+
+def _ports(config: api_pb2.PodSandboxConfig) -> list[PortMapping]:
+    protocols = {api_pb2.Protocol.TCP: "tcp", api_pb2.Protocol.UDP: "udp", api_pb2.Protocol.SCTP: "sctp"}
+    return [PortMapping(p.host_port, p.container_port, protocols.get(p.protocol, "tcp"), p.host_ip)
+            for p in config.port_mappings if p.host_port > 0]
+
+
+def _text(path: Path | None) -> str:
+    return "" if path is None else str(path)
