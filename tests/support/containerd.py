@@ -92,12 +92,13 @@ def start_containerd(
     *,
     extra_config: str = "",
     disabled_plugins: tuple[str, ...] = DISABLED_PLUGINS,
+    sandbox_image: str = "",
 ) -> Containerd:
     """Start containerd in workdir; ``extra_config`` is TOML appended to its config file."""
     exe = binary("containerd")
     binary("ctr")
     workdir.mkdir(parents=True, exist_ok=True)
-    config = _write_config(workdir, extra_config, disabled_plugins)
+    config = _write_config(workdir, extra_config, disabled_plugins, sandbox_image)
     proc = spawn([exe, "--config", config], workdir / "containerd.log")
     oracle = Containerd(workdir, proc, Crictl(workdir / "state" / "containerd.sock", empty_config(workdir)))
     for host in trusted_hosts:
@@ -119,7 +120,7 @@ def _answers(oracle: Containerd) -> bool:
     return oracle.crictl_client.run("version", check=False).returncode == 0
 
 
-def _write_config(workdir: Path, extra_config: str, disabled_plugins: tuple[str, ...]) -> Path:
+def _write_config(workdir: Path, extra_config: str, disabled_plugins: tuple[str, ...], sandbox_image: str) -> Path:
     q = json.dumps  # TOML basic strings accept JSON string escapes
     cri = '[plugins."io.containerd.grpc.v1.cri"]'
     text = f"""version = 2
@@ -140,6 +141,9 @@ disabled_plugins = {json.dumps(list(disabled_plugins))}
   path = {q(str(workdir / "opt"))}
 
 {cri}
+  sandbox_image = {q(sandbox_image or "registry.k8s.io/pause:3.6")}
+  # Root here may lack CAP_SYS_RESOURCE, so runc cannot lower oom_score_adj (crishim restricts it likewise).
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
   [plugins."io.containerd.grpc.v1.cri".cni]
