@@ -2,15 +2,18 @@
 PYTHON := .venv/bin/python
 ARGS ?=
 
-.PHONY: setup run test unit lint proto
+.PHONY: setup configure run test unit lint proto bench
 
 setup:
 	./script/setup/install-deps
 
-run: setup
+configure:
+	./script/setup/configure-node
+
+run: setup configure
 	$(PYTHON) -m cri serve $(ARGS)
 
-test: setup
+test: setup lint
 	$(PYTHON) -m pytest tests $(ARGS)
 
 unit: setup
@@ -22,3 +25,7 @@ lint: setup
 
 proto: setup
 	$(PYTHON) script/genproto.py
+
+bench: setup
+	$(PYTHON) -m bench.pull_unpack
+	$(PYTHON) -m bench.container_start
