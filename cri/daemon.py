@@ -82,8 +82,10 @@ def _run(config: Config, stop: threading.Event) -> None:
         stack.callback(image_service.close)
         containerd_api = ContainerdAPI(config, image_service)
         stack.callback(containerd_api.close)
+        runtime_service = RuntimeService(config, image_service)
+        stack.callback(runtime_service.close)
         metrics_address = _start_metrics(stack, config, metrics)
-        server = _grpc_server(config, metrics, image_service, containerd_api)
+        server = _grpc_server(metrics, runtime_service, image_service, containerd_api)
         _bind(server, config.socket)
         stack.callback(_remove_socket, config.socket)
         server.start()
@@ -109,7 +111,7 @@ def _prepare_dirs(config: Config) -> None:
     config.state.mkdir(mode=_STATE_MODE, parents=True, exist_ok=True)
 
 
-def _grpc_server(config: Config, metrics: Metrics, image_service: ImageService,
+def _grpc_server(metrics: Metrics, runtime_service: RuntimeService, image_service: ImageService,
                  containerd_api: ContainerdAPI) -> Any:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="rpc"),
@@ -119,7 +121,7 @@ def _grpc_server(config: Config, metrics: Metrics, image_service: ImageService,
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
-    api_pb2_grpc.add_RuntimeServiceServicer_to_server(RuntimeService(config, image_service), server)
+    api_pb2_grpc.add_RuntimeServiceServicer_to_server(runtime_service, server)
     api_pb2_grpc.add_ImageServiceServicer_to_server(image_service, server)
     # containerd's own API on the same socket, for ctr and containerd's proxy snapshotter.
     containerd_api.register(server)

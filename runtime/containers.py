@@ -68,6 +68,8 @@ class ContainerManager:
         self._events = events
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._closed = threading.Event()
 
     # Queries.
     def get(self, id_or_prefix: str) -> ContainerRecord:
@@ -147,7 +149,6 @@ class ContainerManager:
             if record.state in (ContainerState.RUNNING, ContainerState.CREATED):
                 self._terminate(record, timeout)
             self._refresh(self._load(record.id))
-        self._publish(record, "stopped")
 
     def remove(self, container_id: str) -> None:
         try:
@@ -184,9 +185,11 @@ class ContainerManager:
 
     def update_resources(self, container_id: str, resources: api_pb2.LinuxContainerResources) -> None:
         record = self.get(container_id)
-        if record.state not in (ContainerState.RUNNING, ContainerState.CREATED):
-            raise FailedPrecondition(f"container {record.id} is {record.state}")
-        self._oci.update(record.id, oci_spec.linux_resources(resources))
+        linux_resources = oci_spec.linux_resources(resources)
+        if record.state in (ContainerState.RUNNING, ContainerState.CREATED):
+            self._oci.update(record.id, linux_resources)
+        # As containerd, the stored spec follows too, so an exited container answers OK.
+        _update_bundle_resources(Path(record.bundle) / "config.json", linux_resources)
 
     def reopen_log(self, container_id: str) -> None:
         record = self.get(container_id)
@@ -212,22 +215,43 @@ class ContainerManager:
         with contextlib.suppress(NotFound):
             self._oci.wait_exit(record.id, 10)
 
+    def watch_exits(self, interval: float = 0.5) -> None:
+        """Notice containers that exit on their own, so their stopped event goes out (until ``close``)."""
+        def loop() -> None:
+            while not self._closed.wait(interval):
+                with contextlib.suppress(Exception):
+                    self.all()
+
+        threading.Thread(target=loop, name="exit-watcher", daemon=True).start()
+
+    def close(self) -> None:
+        self._closed.set()
+
     def _refresh(self, record: ContainerRecord) -> ContainerRecord:
-        """Bring a record in line with what conmon and runc say now."""
+        """Bring a record in line with what conmon and runc say now; the move to exited is published once."""
         if record.state == ContainerState.EXITED:
             return record
         status = self._oci.exit_status(record.id)
-        if status is not None:
-            updated = record.replace(state=ContainerState.EXITED, exit_code=status.exit_code,
-                                     finished_at=status.finished_at_ns,
-                                     reason=_exit_reason(status.exit_code, Path(record.bundle)),
-                                     started_at=record.started_at or record.created_at)
-        elif self._oci.conmon_pid(record.id) is None and record.state == ContainerState.RUNNING:
-            updated = record.replace(state=ContainerState.UNKNOWN, reason="Unknown",
-                                     message="the container's conmon is gone and left no exit code")
-        else:
+        if status is None and not (record.state == ContainerState.RUNNING and self._oci.conmon_pid(record.id) is None):
             return record
-        self._save(updated)
+        with self._refresh_lock:
+            try:
+                current = self._load(record.id)
+            except NotFound:
+                return record  # removed meanwhile
+            if current.state == ContainerState.EXITED:
+                return current
+            if status is not None:
+                updated = current.replace(state=ContainerState.EXITED, exit_code=status.exit_code,
+                                          finished_at=status.finished_at_ns,
+                                          reason=_exit_reason(status.exit_code, Path(current.bundle)),
+                                          started_at=current.started_at or current.created_at)
+            else:
+                updated = current.replace(state=ContainerState.UNKNOWN, reason="Unknown",
+                                          message="the container's conmon is gone and left no exit code")
+            self._save(updated)
+        if updated.state == ContainerState.EXITED:
+            self._publish(updated, "stopped")
         return updated
 
     def _spec_inputs(self, record: ContainerRecord, sandbox: SandboxRecord, config: api_pb2.ContainerConfig,
@@ -271,6 +295,16 @@ class ContainerManager:
             lock = self._locks.setdefault(container_id, threading.Lock())
         with lock:
             yield
+
+
+def _update_bundle_resources(spec_path: Path, resources: dict[str, Any]) -> None:
+    try:
+        spec = json.loads(spec_path.read_text())
+    except FileNotFoundError:
+        return
+    spec.setdefault("linux", {}).setdefault("resources", {}).update(
+        {k: v for k, v in resources.items() if k != "devices"})
+    spec_path.write_text(json.dumps(spec))
 
 
 def _log_path(sandbox_config: api_pb2.PodSandboxConfig, config: api_pb2.ContainerConfig) -> Path:

@@ -50,6 +50,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self.pods = PodManager(images.db, CRI_NAMESPACE, config.state, self.cni)
         self.containers = ContainerManager(images.db, CRI_NAMESPACE, self.oci, images.snapshotter,
                                            images.snapshotter_name, self.images, self.events)
+        self.containers.watch_exits()
         self.pods.stop_containers = self.containers.stop_all
         self.pods.remove_containers = self.containers.remove_all
         self.snapshotter_root = images.snapshotter.root
@@ -63,6 +64,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         return ImageInfo(image.id, image.chain_id, image.config.raw, image.repo_tags, image.repo_digests)
 
     def close(self) -> None:
+        self.containers.close()
         self.events.close()
 
     def Version(self, request: Any, context: Any) -> Any:

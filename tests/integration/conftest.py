@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.containerd import Containerd
+from tests.support.cri_env import cri, cri_factory  # noqa: F401  (fixtures of the pod and container tests)
 from tests.support.daemon import Crishim, launch
 from tests.support.images import PULLABLE, PushedImage
 from tests.support.pull_pair import PullPair, capture

@@ -27,8 +27,6 @@ from tests.support.procs import run
 from tests.support.tools import binary, require_root
 
 NAMESPACE = "k8s.io"
-# Labels the CRI's unpacking adds; a crishim without them is a known gap, reported as xfail.
-UNPACK_LABELS = re.compile(r"^containerd\.io/(uncompressed$|gc\.ref\.snapshot\.)")
 SNAPSHOTTER_TYPE = "io.containerd.snapshotter.v1"
 # What containerd's unpacker labels each layer snapshot with: its chain ID.
 SNAPSHOT_REF = "containerd.io/snapshot.ref"
@@ -118,21 +116,6 @@ def mismatches(mine: dict[str, Any], theirs: dict[str, Any], what: str) -> list[
     return lines
 
 
-def xfail_if_only_unpack_labels_missing(mine: dict[str, Any], theirs: dict[str, Any]) -> None:
-    """Pass through when equal; xfail, naming the labels, when crishim lacks only the unpack labels."""
-    if mine == theirs:
-        return
-    stripped_mine = {k: (size, _without_unpack(labels)) for k, (size, labels) in mine.items()}
-    stripped_theirs = {k: (size, _without_unpack(labels)) for k, (size, labels) in theirs.items()}
-    crishim_has_some = any(UNPACK_LABELS.match(label) for _, labels in mine.values() for label in labels)
-    if stripped_mine == stripped_theirs and not crishim_has_some:
-        pytest.xfail("crishim does not set the unpack labels (containerd.io/uncompressed, "
-                     "containerd.io/gc.ref.snapshot.*) on content yet")
-
-
-def _without_unpack(labels: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in labels.items() if not UNPACK_LABELS.match(k)}
-
 
 # --- listings ------------------------------------------------------------------------------------------------
 
@@ -157,7 +140,6 @@ def test_listings_match_containerd(
     pull_both(crishim, oracle, [test_images[name]])
     differences, content_mine, content_theirs = compare_listings(crishim, oracle)
     assert not differences, "ctr output differs from containerd:\n" + "\n".join(differences)
-    xfail_if_only_unpack_labels_missing(content_mine, content_theirs)
     diff = mismatches(content_mine, content_theirs, "content")
     assert not diff, "ctr content ls differs from containerd:\n" + "\n".join(diff)
 
@@ -169,28 +151,8 @@ def test_listings_after_every_image_match_containerd(
     pull_both(crishim, oracle, [test_images[name] for name in PULLABLE])
     differences, content_mine, content_theirs = compare_listings(crishim, oracle)
     assert not differences, "ctr output differs from containerd:\n" + "\n".join(differences)
-    xfail_if_only_unpack_labels_missing(content_mine, content_theirs)
-    layers = {d for image in test_images.values() for d in image.layer_digests}
-    layers |= {d for image in test_images.values() for p in image.platforms for d in p.layer_digests}
-    xfail_if_only_skipped_layers_differ(content_mine, content_theirs, layers)
     diff = mismatches(content_mine, content_theirs, "content")
     assert not diff, "ctr content ls differs from containerd:\n" + "\n".join(diff)
-
-
-def xfail_if_only_skipped_layers_differ(mine: dict[str, Any], theirs: dict[str, Any], layers: set[str]) -> None:
-    """containerd 1.6 does not fetch a layer whose chain's snapshot already exists, so it neither stores that
-    blob nor adds the new repository to its distribution.source label; xfail, naming them, when that is all."""
-    only_mine = mine.keys() - theirs.keys()
-    changed = {k for k in mine.keys() & theirs.keys() if mine[k] != theirs[k]}
-    source_only = all(mine[k][0] == theirs[k][0] and _without_source(mine[k][1]) == _without_source(theirs[k][1])
-                      for k in changed)
-    if (only_mine or changed) and not theirs.keys() - mine.keys() and (only_mine | changed) <= layers and source_only:
-        pytest.xfail(f"crishim fetches layers containerd skips because their snapshots exist: {len(only_mine)} "
-                     f"extra layer blobs, {len(changed)} layers with more distribution sources")
-
-
-def _without_source(labels: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in labels.items() if not k.startswith("containerd.io/distribution.source.")}
 
 
 def test_filtered_listings_match_containerd(
@@ -267,10 +229,8 @@ def test_snapshot_commands_match_containerd(
     assert not differences, "\n".join(differences)
     assert ("ctr-view", top, "View") in out["crishim"]["ls"]
     assert ("ctr-view", top, "View") not in out["crishim"]["ls_after_rm"]
-    if layer_mine != layer_theirs and (layer_theirs["Labels"] or {}).keys() - (layer_mine["Labels"] or {}).keys() == {
-            SNAPSHOT_REF} and {**layer_mine, "Labels": None} == {**layer_theirs, "Labels": None}:
-        pytest.xfail(f"crishim's unpacked layers lack containerd's {SNAPSHOT_REF} label (= the chain ID)")
     assert layer_mine == layer_theirs
+    assert (layer_mine["Labels"] or {}).get(SNAPSHOT_REF) == layer_mine["Name"]
 
 
 def _info_fields(text: str) -> dict[str, Any]:
