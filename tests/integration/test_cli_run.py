@@ -6,6 +6,7 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -42,5 +43,5 @@ def test_run_detached_leaves_an_active_snapshot(crishim: Crishim, test_images: d
     rows = [line.split() for line in cli(crishim, "snapshot", "ls").stdout.splitlines()[1:]]
     top = crishim.crictl_json("inspecti", image.ref)["info"]["chainID"]
     assert [container_id, top, "Active"] in rows
-    mounts = open("/proc/self/mountinfo").read()
+    mounts = Path("/proc/self/mountinfo").read_text()
     assert f"/io.containerd.runtime.v2.task/k8s.io/{container_id}/rootfs" in mounts
