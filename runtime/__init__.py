@@ -1,14 +1,6 @@
-"""Running containers: OCI runtime spec generation and the user a container runs as."""
+"""Running pods and containers: namespaces and CNI for pods, OCI specs, conmon and runc for containers."""
 
-from runtime.spec import HostFacts, PodFiles, PodNamespaces, SpecInputs, container_spec
-from runtime.user import ResolvedUser, resolve_user
+from runtime.containers import ContainerManager
+from runtime.pods import PodManager
 
-__all__ = [
-    "HostFacts",
-    "PodFiles",
-    "PodNamespaces",
-    "ResolvedUser",
-    "SpecInputs",
-    "container_spec",
-    "resolve_user",
-]
+__all__ = ["ContainerManager", "PodManager"]

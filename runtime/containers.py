@@ -27,6 +27,7 @@ from cri.api.runtime.v1 import api_pb2
 from errdefs import FailedPrecondition, InvalidArgument, NotFound
 from runtime import spec as oci_spec
 from runtime.events import Event, EventBus
+from runtime.namespaces import PodNamespaces
 from runtime.oci import OCIRuntime
 from runtime.podfiles import files_of
 from runtime.records import KIND_CONTAINER, ContainerRecord, ContainerState, SandboxRecord, SandboxState, encode
@@ -257,18 +258,15 @@ class ContainerManager:
     def _spec_inputs(self, record: ContainerRecord, sandbox: SandboxRecord, config: api_pb2.ContainerConfig,
                      image: ImageInfo, rootfs: Path) -> oci_spec.SpecInputs:
         sandbox_config = sandbox.config
-        files = files_of(Path(sandbox.files_dir))
-        host_ipc = not sandbox.ipcns
         return oci_spec.SpecInputs(
             container_id=record.id, sandbox_id=sandbox.id, config=config, sandbox_config=sandbox_config,
             image_config=image.config.get("config") or {}, rootfs=str(rootfs),
             user=resolve_user(rootfs, str((image.config.get("config") or {}).get("User") or ""),
                               config.linux.security_context),
-            namespaces=oci_spec.PodNamespaces(
-                network=sandbox.netns or None, ipc=sandbox.ipcns or None, uts=sandbox.utsns or None,
-                pid=f"/proc/{sandbox.pid_holder}/ns/pid" if sandbox.pid_holder else None),
-            files=oci_spec.PodFiles(hosts=str(files.hosts), resolv_conf=str(files.resolv_conf),
-                                    hostname=str(files.hostname), shm=None if host_ipc else str(files.shm)),
+            namespaces=PodNamespaces(
+                net=Path(sandbox.netns) if sandbox.netns else None, ipc=Path(sandbox.ipcns) if sandbox.ipcns else None,
+                uts=Path(sandbox.utsns) if sandbox.utsns else None, pid_holder=sandbox.pid_holder or None),
+            files=files_of(Path(sandbox.files_dir)),
             image_name=image.repo_tags[0] if image.repo_tags else config.image.image,
             namespace=self._namespace,
             # As containerd's restrict_oom_score_adj: a runtime without CAP_SYS_RESOURCE cannot lower it.

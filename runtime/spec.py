@@ -26,12 +26,12 @@ from typing import Any
 import errdefs
 from cri.api.runtime.v1 import api_pb2
 from runtime import seccomp
+from runtime.namespaces import PodNamespaces
+from runtime.podfiles import PodFiles
 from runtime.user import ResolvedUser
 
 __all__ = [
     "HostFacts",
-    "PodFiles",
-    "PodNamespaces",
     "SpecInputs",
     "capabilities",
     "cgroups_path",
@@ -94,27 +94,6 @@ LOCALHOST_PREFIX = "localhost/"
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
-@dataclass(frozen=True)
-class PodNamespaces:
-    """Paths of the pod's pinned namespaces (bind-mounted nsfs files or /proc/<pid>/ns/<type>).
-
-    A namespace the pod shares with the host needs no path: it is left out of the spec.
-    """
-
-    network: str | None = None
-    ipc: str | None = None
-    uts: str | None = None
-    pid: str | None = None  # only when the pod shares one PID namespace between its containers
-
-
-@dataclass(frozen=True)
-class PodFiles:
-    """Host files of the pod bound into each container; None leaves the image's file (or the default tmpfs)."""
-
-    hosts: str | None = None
-    resolv_conf: str | None = None
-    hostname: str | None = None
-    shm: str | None = None  # a directory with the pod's /dev/shm tmpfs mounted on it
 
 
 @dataclass(frozen=True)
@@ -162,7 +141,7 @@ class SpecInputs:
     rootfs: str
     user: ResolvedUser
     namespaces: PodNamespaces = field(default_factory=PodNamespaces)
-    files: PodFiles = field(default_factory=PodFiles)
+    files: PodFiles | None = None  # None: the image's own /etc files and a private /dev/shm
     image_name: str = ""  # the resolved image reference; defaults to the requested one
     cgroup_parent: str | None = None  # defaults to the pod config's linux.cgroup_parent
     hostname: str | None = None  # HOSTNAME env; defaults to the pod's hostname, else the host's
@@ -369,15 +348,15 @@ def _pod_binds(inputs: SpecInputs) -> list[_Bind]:
     sc = _security_context(inputs.config)
     readonly = bool(sc.readonly_rootfs)
     files = inputs.files
-    binds = [
-        _Bind(path, dest, readonly)
+    binds = [] if files is None else [
+        _Bind(str(path), dest, readonly)
         for path, dest in ((files.hostname, ETC_HOSTNAME), (files.hosts, ETC_HOSTS), (files.resolv_conf, RESOLV_CONF))
-        if path
     ]
     # A pod in the host's IPC namespace sees the host's /dev/shm, as its processes would outside a container.
-    shm = DEV_SHM if _host_ipc(inputs) else files.shm
-    if shm:
-        binds.append(_Bind(shm, DEV_SHM))
+    if _host_ipc(inputs):
+        binds.append(_Bind(DEV_SHM, DEV_SHM))
+    elif files is not None:
+        binds.append(_Bind(str(files.shm), DEV_SHM))
     return binds
 
 
@@ -500,7 +479,7 @@ def _namespaces(inputs: SpecInputs, host: HostFacts, privileged: bool) -> list[d
         namespaces.append(_joined("uts", paths.uts, "UTS"))
     namespaces.append({"type": "mount"})
     if not _host_network(inputs):
-        namespaces.append(_joined("network", paths.network, "network"))
+        namespaces.append(_joined("network", paths.net, "network"))
     # cgroup namespaces hide the host's cgroup tree; containerd uses them only on cgroup v2 and not for
     # privileged containers, which may need that tree.
     if host.cgroup_v2 and not privileged:
@@ -519,10 +498,10 @@ def _pid_namespace(inputs: SpecInputs) -> dict[str, str] | None:
     return _joined("pid", inputs.namespaces.pid, "pod's shared PID")
 
 
-def _joined(ns_type: str, path: str | None, what: str) -> dict[str, str]:
+def _joined(ns_type: str, path: str | Path | None, what: str) -> dict[str, str]:
     if not path:
         raise errdefs.InvalidArgument(f"the container joins the {what} namespace, but no path to it was given")
-    return {"type": ns_type, "path": path}
+    return {"type": ns_type, "path": str(path)}
 
 
 def _pid_mode(inputs: SpecInputs) -> int:

@@ -19,12 +19,12 @@ import pytest
 import errdefs
 from cri.api.runtime.v1 import api_pb2
 from runtime import seccomp
+from runtime.namespaces import PodNamespaces
+from runtime.podfiles import PodFiles
 from runtime.spec import (
     DEFAULT_CAPS,
     KNOWN_CAPS,
     HostFacts,
-    PodFiles,
-    PodNamespaces,
     SpecInputs,
     cgroups_path,
     container_spec,
@@ -47,7 +47,8 @@ LOCALHOST = api_pb2.SecurityProfile.ProfileType.Value("Localhost")
 HOST = HostFacts(capabilities=KNOWN_CAPS, hostname="node1", machine="x86_64", kernel=(6, 1), oom_score_adj=-10)
 IMAGE = {"Env": ["PATH=/usr/bin:/bin", "FOO=img"], "Entrypoint": ["/bin/sh", "-c"], "Cmd": ["sleep 1000"],
          "WorkingDir": "/work", "User": "app", "StopSignal": "SIGTERM"}
-NAMESPACES = PodNamespaces(network="/run/netns/pod", ipc="/run/ipcns/pod", uts="/run/utsns/pod", pid="/proc/42/ns/pid")
+NAMESPACES = PodNamespaces(net=Path("/run/netns/pod"), ipc=Path("/run/ipcns/pod"), uts=Path("/run/utsns/pod"),
+                           pid_holder=42)
 
 
 @pytest.fixture
@@ -55,8 +56,8 @@ def pod_files(tmp_path: Path) -> PodFiles:
     for name in ("hosts", "resolv.conf", "hostname"):
         (tmp_path / name).write_text("x\n")
     (tmp_path / "shm").mkdir()
-    return PodFiles(hosts=str(tmp_path / "hosts"), resolv_conf=str(tmp_path / "resolv.conf"),
-                    hostname=str(tmp_path / "hostname"), shm=str(tmp_path / "shm"))
+    return PodFiles(hostname=tmp_path / "hostname", hosts=tmp_path / "hosts", resolv_conf=tmp_path / "resolv.conf",
+                    shm=tmp_path / "shm")
 
 
 def pod_config(
@@ -295,10 +296,10 @@ def test_default_mounts_and_pod_files(pod_files: PodFiles) -> None:
         ("/dev/mqueue", "mqueue", "mqueue", ["nosuid", "noexec", "nodev"]),
         ("/sys", "sysfs", "sysfs", ["nosuid", "noexec", "nodev", "ro"]),
         ("/sys/fs/cgroup", "cgroup", "cgroup", ["nosuid", "noexec", "nodev", "relatime", "ro"]),
-        ("/etc/hostname", "bind", pod_files.hostname, ["rbind", "rprivate", "rw"]),
-        ("/etc/hosts", "bind", pod_files.hosts, ["rbind", "rprivate", "rw"]),
-        ("/etc/resolv.conf", "bind", pod_files.resolv_conf, ["rbind", "rprivate", "rw"]),
-        ("/dev/shm", "bind", pod_files.shm, ["rbind", "rprivate", "rw"]),
+        ("/etc/hostname", "bind", str(pod_files.hostname), ["rbind", "rprivate", "rw"]),
+        ("/etc/hosts", "bind", str(pod_files.hosts), ["rbind", "rprivate", "rw"]),
+        ("/etc/resolv.conf", "bind", str(pod_files.resolv_conf), ["rbind", "rprivate", "rw"]),
+        ("/dev/shm", "bind", str(pod_files.shm), ["rbind", "rprivate", "rw"]),
     ]
 
 
@@ -459,9 +460,9 @@ def test_target_pid_namespace() -> None:
 
 def test_a_namespace_to_join_without_a_path_is_an_invalid_argument() -> None:
     with pytest.raises(errdefs.InvalidArgument, match="joins the network namespace, but no path"):
-        spec(namespaces=replace(NAMESPACES, network=None))
+        spec(namespaces=replace(NAMESPACES, net=None))
     with pytest.raises(errdefs.InvalidArgument, match="pod's shared PID namespace"):
-        spec(pod=pod_config(pid=POD), namespaces=replace(NAMESPACES, pid=None))
+        spec(pod=pod_config(pid=POD), namespaces=replace(NAMESPACES, pid_holder=None))
 
 
 def test_cgroup_namespace_on_cgroup_v2_unless_privileged() -> None:
