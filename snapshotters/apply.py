@@ -46,13 +46,16 @@ _XATTR_PAX_PREFIX = "SCHILY.xattr."
 _MAX_SYMLINKS = 255
 # Go's time.Time as containerd bounds it: anything outside becomes the Unix epoch.
 _MAX_TIME_NS = (1 << 63) - 1
+_MAX_HEADER = 1 << 20
+_HEADER_TYPES = frozenset({tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+                           tarfile.SOLARIS_XHDTYPE})
 
 
 @dataclass(slots=True)
 class ApplyResult:
     entries: int = 0
     size: int = 0
-    dir_times: list[tuple[str, int]] = field(default_factory=list)
+    dir_times: list[tuple[str, int]] = field(default_factory=list)  # (name inside the root, mtime ns)
 
 
 def apply_tar(stream: BinaryIO, root: Path, whiteouts: str = "overlay",
@@ -64,13 +67,22 @@ def apply_tar(stream: BinaryIO, root: Path, whiteouts: str = "overlay",
     """
     applier = _Applier(str(root), whiteouts, [os.path.realpath(p) for p in parents])
     try:
-        with tarfile.open(fileobj=stream, mode="r|", errorlevel=2) as archive:
+        with tarfile.open(fileobj=stream, mode="r|", errorlevel=2, tarinfo=_BoundedTarInfo) as archive:
             for member in archive:
                 applier.apply(member, archive)
     except tarfile.TarError as exc:
         raise InvalidArgument(f"malformed layer: {exc}") from exc
     applier.finish()
     return applier.result
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile reads a long-name or PAX header whole into memory: refuse ones larger than Go's tar allows."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _HEADER_TYPES and self.size > _MAX_HEADER:
+            raise tarfile.HeaderError(f"{self.size}-byte extended header exceeds {_MAX_HEADER} bytes")
+        return super()._proc_member(tarfile_)  # type: ignore[misc,no-any-return]
 
 
 class _Applier:
@@ -98,9 +110,12 @@ class _Applier:
         self.result.entries += 1
 
     def finish(self) -> None:
-        # Directory times last: creating entries inside a directory changes its mtime.
-        for path, mtime in reversed(self.result.dir_times):
-            os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
+        # Directory times last: creating entries inside a directory changes its mtime. Names are resolved
+        # again, inside the root, because a later entry may have replaced a parent with a symlink.
+        for name, mtime in reversed(self.result.dir_times):
+            path = _resolve_in(self.root, name, name)
+            if path is not None and os.path.isdir(path) and not os.path.islink(path):
+                os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
 
     def _resolve_dir(self, relative: str, entry: str, create: bool = False) -> str:
         """The real path of directory ``relative`` inside root, symlinks resolved within root.
@@ -137,7 +152,7 @@ class _Applier:
         if member.isdir():
             if existing is None or not stat.S_ISDIR(existing.st_mode):
                 os.mkdir(path, 0o700)
-            self.result.dir_times.append((path, mtime))
+            self.result.dir_times.append((name, mtime))
         elif member.isreg():
             self._write_file(path, member, archive)
         elif member.issym():

@@ -27,6 +27,9 @@ def mount_all(mounts: Sequence[Mount], target: Path) -> None:
 
 
 def unmount(target: Path, detach: bool = False) -> None:
+    """Idempotent: a target that is gone (a state dir lost at reboot) or not mounted is fine."""
+    if not target.exists():
+        return
     args = ["umount", *(["--lazy"] if detach else []), str(target)]
     result = subprocess.run(args, capture_output=True, text=True)
     if result.returncode != 0 and "not mounted" not in result.stderr:

@@ -21,7 +21,7 @@ class Digest:
 
     @classmethod
     def parse(cls, text: str) -> Digest:
-        match = _DIGEST_RE.match(text)
+        match = _DIGEST_RE.fullmatch(text)
         if not match or len(match.group(2)) != _HEX_LENGTH[match.group(1)]:
             raise InvalidArgument(f"invalid digest {text!r}")
         return cls(match.group(1), match.group(2))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import structlog
 
@@ -26,6 +27,7 @@ LABEL_ROOT = "containerd.io/gc.root"
 LABEL_CONTENT_REF = "containerd.io/gc.ref.content."
 LABEL_SNAPSHOT_REF = "containerd.io/gc.ref.snapshot."
 LEASE_CONTENT = "content"
+LABEL_EXPIRE = "containerd.io/gc.expire"
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +43,7 @@ def collect(db: MetadataDB, content: ContentStore) -> GCResult:
     result = GCResult()
     with db.transaction() as tx:
         for namespace in tx.namespaces():
+            _drop_expired_leases(tx, namespace)
             _sweep_namespace(tx, namespace, result)
         recorded = tx.content_digests()
         leased = {Digest.parse(key) for _, _, kind, key in tx.lease_resources() if kind == LEASE_CONTENT}
@@ -52,6 +55,20 @@ def collect(db: MetadataDB, content: ContentStore) -> GCResult:
     if result.removed_blobs:
         log.info("gc", removed_blobs=len(result.removed_blobs))
     return result
+
+
+def _drop_expired_leases(tx: Tx, namespace: str) -> None:
+    """A lease outlives the pull that made it only if that pull died (kill -9): it expires, as in containerd."""
+    now = datetime.now(UTC)
+    for lease in tx.list_leases(namespace):
+        expire = lease.labels.get(LABEL_EXPIRE)
+        try:
+            expired = expire is not None and datetime.fromisoformat(expire) <= now
+        except ValueError:
+            expired = False
+        if expired:
+            tx.delete_lease(namespace, lease.id)
+            log.info("gc.lease_expired", namespace=namespace, lease=lease.id)
 
 
 def _sweep_namespace(tx: Tx, namespace: str, result: GCResult) -> None:

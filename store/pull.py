@@ -23,7 +23,7 @@ from store import mediatypes
 from store.content import ContentStore
 from store.descriptor import Descriptor, ImageConfig, Index, Manifest
 from store.digest import Digest
-from store.gc import LEASE_CONTENT
+from store.gc import LABEL_EXPIRE, LEASE_CONTENT
 from store.identity import chain_ids
 from store.metadata import Lease, MetadataDB, Tx
 from store.platforms import Platform
@@ -35,7 +35,6 @@ __all__ = ["ContentLabels", "PulledImage", "Puller", "distribution_source_label"
 log = structlog.get_logger(__name__)
 
 LABEL_DISTRIBUTION_SOURCE = "containerd.io/distribution.source."
-LABEL_GC_EXPIRE = "containerd.io/gc.expire"
 _LEASE_TTL = timedelta(hours=24)
 # Labels to add to blobs, by digest.
 ContentLabels = dict[Digest, dict[str, str]]
@@ -60,7 +59,7 @@ class _Fetched:
 
 class Puller:
     def __init__(self, content: ContentStore, db: MetadataDB, hosts: HostsConfig, *, platform: Platform,
-                 max_concurrent_downloads: int = 3, progress_timeout: float = 300.0,
+                 max_concurrent_downloads: int = 3, progress_timeout: float | None = 300.0,
                  on_bytes: Callable[[int], None] | None = None) -> None:
         self._content = content
         self._db = db
@@ -105,7 +104,7 @@ class Puller:
     def _create_lease(self, namespace: str) -> Lease:
         expire = (datetime.now(UTC) + _LEASE_TTL).isoformat()
         with self._db.transaction() as tx:
-            return tx.create_lease(namespace, Lease(f"pull-{uuid.uuid4().hex}", {LABEL_GC_EXPIRE: expire}))
+            return tx.create_lease(namespace, Lease(f"pull-{uuid.uuid4().hex}", {LABEL_EXPIRE: expire}))
 
 
 class _Pull:

@@ -85,7 +85,7 @@ def _split(text: str) -> tuple[str, str | None, Digest | None]:
     last = name.rfind(":")
     if last > name.rfind("/"):
         name, tag = name[:last], name[last + 1 :]
-        if not _TAG_RE.match(tag):
+        if not _TAG_RE.fullmatch(tag):
             raise InvalidArgument(f"invalid reference {text!r}: invalid tag {tag!r}")
     return name, tag, digest
 
@@ -98,11 +98,11 @@ def _split_domain(name: str, text: str) -> tuple[str, str]:
         domain, path = DEFAULT_DOMAIN, name
     if domain == _LEGACY_DOMAIN:
         domain = DEFAULT_DOMAIN
-    if not _DOMAIN_RE.match(domain):
+    if not _DOMAIN_RE.fullmatch(domain):
         raise InvalidArgument(f"invalid reference {text!r}: invalid domain {domain!r}")
     if path.lower() != path:
         raise InvalidArgument(f"invalid reference {text!r}: repository name must be lowercase")
-    if not path or not all(_PATH_COMPONENT_RE.match(c) for c in path.split("/")):
+    if not path or not all(_PATH_COMPONENT_RE.fullmatch(c) for c in path.split("/")):
         raise InvalidArgument(f"invalid reference {text!r}: invalid repository name")
     if domain == DEFAULT_DOMAIN and "/" not in path:
         path = _OFFICIAL_PREFIX + path

@@ -45,5 +45,5 @@ def validate_identifier(value: str, what: str) -> None:
     if len(value) > _MAX_IDENTIFIER:
         raise InvalidArgument(f"{what}: identifier {value!r} greater than maximum length "
                               f"({_MAX_IDENTIFIER} characters)")
-    if not _IDENTIFIER.match(value):
+    if not _IDENTIFIER.fullmatch(value):
         raise InvalidArgument(f"{what}: identifier {value!r} must match {_IDENTIFIER.pattern}")

@@ -24,7 +24,7 @@ def pull_image(svc: ImageService, request: api_pb2.PullImageRequest) -> api_pb2.
     ref = Reference.parse(request.image.image)
     credentials = _credentials(svc, request, ref)
     try:
-        with svc.metrics.pull():
+        with svc.metrics.pull(), svc.pulling():
             image = svc.puller.pull(CRI_NAMESPACE, ref, credentials, record=_record_names,
                                     unpack=svc.unpacker.unpack, have_layer=svc.unpacker.has_layer)
     except BaseException:

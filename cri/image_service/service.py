@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from cri.api.runtime.v1 import api_pb2, api_pb2_grpc
@@ -50,10 +52,13 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
         self.puller = Puller(
             self.content, self.db, HostsConfig(config.registry.config_path), platform=platform,
             max_concurrent_downloads=config.image.max_concurrent_downloads,
-            progress_timeout=config.image.pull_progress_timeout or float("inf"),
+            progress_timeout=config.image.pull_progress_timeout or None,
             on_bytes=metrics.add_pull_bytes,
         )
         self._gc_lock = threading.Lock()
+        self._pulls = 0
+        self._pruning = False
+        self._pulls_changed = threading.Condition()
 
     @classmethod
     def from_config(cls, config: Config, metrics: Metrics) -> ImageService:
@@ -68,12 +73,35 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
             sn.close()
         self.db.close()
 
+    @contextmanager
+    def pulling(self) -> Iterator[None]:
+        """Held for a whole pull: snapshots it unpacks belong to no image until it ends, so none are pruned."""
+        with self._pulls_changed:
+            while self._pruning:
+                self._pulls_changed.wait()
+            self._pulls += 1
+        try:
+            yield
+        finally:
+            with self._pulls_changed:
+                self._pulls -= 1
+                self._pulls_changed.notify_all()
+
     def collect_garbage(self) -> GCResult:
-        """Blobs nothing refers to, then committed snapshots no image needs."""
+        """Blobs nothing refers to (leases protect those of running pulls), then snapshots no image needs."""
         with self._gc_lock:
             result = collect(self.db, self.content)
-            for name, sn in self.snapshotters.items():
-                prune(sn, result.live_snapshots.get(name, set()))
+            with self._pulls_changed:
+                if self._pulls:
+                    return result  # pruned by a later collection, when no pull is unpacking
+                self._pruning = True
+            try:
+                for name, sn in self.snapshotters.items():
+                    prune(sn, result.live_snapshots.get(name, set()))
+            finally:
+                with self._pulls_changed:
+                    self._pruning = False
+                    self._pulls_changed.notify_all()
             return result
 
     def PullImage(self, request: Any, context: Any) -> api_pb2.PullImageResponse:

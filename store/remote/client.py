@@ -35,7 +35,7 @@ _MANIFEST_TYPES = mediatypes.INDEX_TYPES | mediatypes.MANIFEST_TYPES
 
 class RegistryClient:
     def __init__(self, registry: str, repository: str, hosts: list[RegistryHost],
-                 credentials: Credentials | None, *, progress_timeout: float, retries: int = 3,
+                 credentials: Credentials | None, *, progress_timeout: float | None, retries: int = 3,
                  backoff: float = 0.5, on_bytes: Callable[[int], None] | None = None) -> None:
         self.registry = registry
         self.repository = repository
@@ -102,7 +102,7 @@ class RegistryClient:
         if media_type not in _MANIFEST_TYPES:
             raise InvalidArgument(f"{self.registry}/{self.repository}:{obj}: unsupported media type "
                                   f"{media_type!r}")
-        if obj.startswith("sha"):
+        if ":" in obj:  # a tag never holds a colon; a digest always does
             digest = Digest.parse(obj)
         elif body is not None:
             digest = Digest.parse(response.headers.get("Docker-Content-Digest") or str(sha256_of(body)))
@@ -144,7 +144,7 @@ class RegistryClient:
                 _check(response, self.registry, path)
                 yield response
         except httpx.TimeoutException as exc:
-            raise DeadlineExceeded(f"{self.registry}{path}: no progress for {self._progress_timeout:g}s") from exc
+            raise DeadlineExceeded(f"{self.registry}{path}: no progress for {self._progress_timeout}s") from exc
         except httpx.ConnectError as exc:
             raise self._mark_unreachable(host, exc) from exc
         except httpx.TransportError as exc:
@@ -155,7 +155,7 @@ class RegistryClient:
             try:
                 response = self._client(host).request(method, self._url(host, path), headers=headers)
             except httpx.TimeoutException as exc:
-                raise DeadlineExceeded(f"{self.registry}{path}: no answer for {self._progress_timeout:g}s") from exc
+                raise DeadlineExceeded(f"{self.registry}{path}: no answer for {self._progress_timeout}s") from exc
             except httpx.ConnectError as exc:
                 raise self._mark_unreachable(host, exc) from exc
             except httpx.TransportError as exc:

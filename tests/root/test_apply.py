@@ -180,3 +180,19 @@ def test_missing_parents_take_their_attributes_from_lower_layers(tmp_path: Path)
     assert "trusted.overlay.opaque" not in os.listxattr(upper / "etc")
     assert stat.S_ISCHR(os.lstat(upper / "etc/doomed").st_mode)
     assert stat.S_IMODE(os.lstat(upper / "new/deep").st_mode) == 0o755
+
+
+def test_huge_extended_header_is_refused_without_reading_it(tmp_path: Path) -> None:
+    name = "x" * (2 << 20)
+    with pytest.raises(InvalidArgument, match="extended header"):
+        apply_tar(tar([entry(name, data=b"")]), tmp_path)
+
+
+def test_directory_times_never_follow_a_parent_swapped_for_a_symlink(tmp_path: Path) -> None:
+    root, victim = tmp_path / "root", tmp_path / "victim"
+    root.mkdir()
+    (victim / "b").mkdir(parents=True)
+    os.utime(victim / "b", ns=(123, 123))
+    apply_tar(tar([entry("a/", tarfile.DIRTYPE), entry("a/b/", tarfile.DIRTYPE, mtime=1_000_000),
+                   entry("a", tarfile.SYMTYPE, linkname=str(victim))]), root)
+    assert os.lstat(victim / "b").st_mtime_ns == 123

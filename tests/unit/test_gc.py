@@ -77,3 +77,18 @@ def test_blob_recorded_in_another_namespace_stays(stores: tuple[MetadataDB, Cont
     assert collect(db, content).removed_blobs == []
     assert content.exists(digest)
     assert db.list_content(NS) == []
+
+
+def test_expired_leases_stop_protecting(stores: tuple[MetadataDB, ContentStore]) -> None:
+    db, content = stores
+    digest = sha256_of(b"from a pull that died")
+    with content.writer("x", digest, 21) as w:
+        w.write(b"from a pull that died")
+        w.commit()
+    with db.transaction() as tx:
+        tx.create_lease(NS, Lease("dead", {"containerd.io/gc.expire": "2000-01-01T00:00:00+00:00"}))
+        tx.add_lease_resource(NS, "dead", "content", str(digest))
+        tx.create_lease(NS, Lease("live", {"containerd.io/gc.expire": "2999-01-01T00:00:00+00:00"}))
+    assert collect(db, content).removed_blobs == [digest]
+    with db.transaction() as tx:
+        assert [lease.id for lease in tx.list_leases(NS)] == ["live"]
