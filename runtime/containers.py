@@ -25,12 +25,14 @@ import structlog
 
 from cri.api.runtime.v1 import api_pb2
 from errdefs import FailedPrecondition, InvalidArgument, NotFound
+from runtime import namespaces
 from runtime import spec as oci_spec
 from runtime.events import Event, EventBus
 from runtime.namespaces import PodNamespaces
 from runtime.oci import OCIRuntime
 from runtime.podfiles import files_of
 from runtime.records import KIND_CONTAINER, ContainerRecord, ContainerState, SandboxRecord, SandboxState, encode
+from runtime.undo import quietly
 from runtime.user import resolve_user
 from snapshotters.mount import mount_all, unmount
 from snapshotters.snapshotter import Snapshotter
@@ -110,16 +112,17 @@ class ContainerManager:
             image_repo_digest=image.repo_digests[0] if image.repo_digests else image.id,
             snapshot_key=container_id, snapshotter=self._sn_name, log_path=str(log_path), bundle=str(bundle),
             stop_signal=str(image.config.get("config", {}).get("StopSignal") or "SIGTERM"))
+        _signal(record.stop_signal)  # an image whose stop signal is unknown could never be stopped gracefully
         with self._lock(container_id), contextlib.ExitStack() as undo:
             self._save(record)  # reserves the name
-            undo.callback(self._forget, container_id)
+            undo.callback(quietly, self._forget, container_id)
             rootfs = bundle / "rootfs"
+            undo.callback(quietly, shutil.rmtree, bundle, True)
             rootfs.mkdir(parents=True)
-            undo.callback(shutil.rmtree, bundle, True)
             mounts = self._sn.prepare(container_id, image.chain_id)
-            undo.callback(self._sn.remove, container_id)
+            undo.callback(quietly, self._sn.remove, container_id)
+            undo.callback(quietly, unmount, rootfs, True)
             mount_all(mounts, rootfs)
-            undo.callback(unmount, rootfs, True)
             spec = oci_spec.container_spec(self._spec_inputs(record, sandbox, config, image, rootfs))
             (bundle / "config.json").write_text(json.dumps(spec))
             if log_path.parent != Path("."):
@@ -136,18 +139,20 @@ class ContainerManager:
     def start(self, container_id: str) -> None:
         record = self.get(container_id)
         with self._lock(record.id):
+            record = self._refresh(self._load(record.id))  # as it is now, not before the lock
             if record.state != ContainerState.CREATED:
                 raise FailedPrecondition(f"container {record.id} is {record.state}, not created")
             # Taken before runc start: a process that exits at once must not have finished before it started.
             started_at = time.time_ns()
             self._oci.start(record.id)
-            self._save(record.replace(state=ContainerState.RUNNING, started_at=started_at))
+            self._update(record.replace(state=ContainerState.RUNNING, started_at=started_at))
         self._publish(record, "started")
 
     def stop(self, container_id: str, timeout: float) -> None:
         record = self.get(container_id)
         with self._lock(record.id):
-            if record.state in (ContainerState.RUNNING, ContainerState.CREATED):
+            record = self._refresh(self._load(record.id))
+            if record.state != ContainerState.EXITED:  # also UNKNOWN: its conmon is gone, runc may still run it
                 self._terminate(record, timeout)
             self._refresh(self._load(record.id))
 
@@ -157,7 +162,7 @@ class ContainerManager:
         except NotFound:
             return  # CRI: removing a removed container is not an error
         with self._lock(record.id):
-            if record.state in (ContainerState.RUNNING, ContainerState.CREATED):
+            if record.state != ContainerState.EXITED:
                 self._terminate(record, 0)
             self._oci.delete(record.id, force=True)
             unmount(Path(record.bundle) / "rootfs", detach=True)
@@ -204,16 +209,20 @@ class ContainerManager:
 
     # Internals.
     def _terminate(self, record: ContainerRecord, timeout: float) -> None:
-        """The image's stop signal, up to ``timeout`` seconds of grace, then SIGKILL."""
+        """The image's stop signal, up to ``timeout`` seconds of grace, then SIGKILL.
+
+        NotFound: it is gone already; FailedPrecondition: runc knows it but no conmon watches it any more.
+        """
+        gone = (NotFound, FailedPrecondition)
         if timeout > 0:
-            with contextlib.suppress(NotFound):
+            with contextlib.suppress(*gone):
                 self._oci.kill(record.id, _signal(record.stop_signal))
-            with contextlib.suppress(NotFound):
+            with contextlib.suppress(*gone):
                 if self._oci.wait_exit(record.id, timeout) is not None:
                     return
-        with contextlib.suppress(NotFound):
+        with contextlib.suppress(*gone):
             self._oci.kill(record.id, signal.SIGKILL, all=True)
-        with contextlib.suppress(NotFound):
+        with contextlib.suppress(*gone):
             self._oci.wait_exit(record.id, 10)
 
     def watch_exits(self, interval: float = 0.5) -> None:
@@ -250,7 +259,8 @@ class ContainerManager:
             else:
                 updated = current.replace(state=ContainerState.UNKNOWN, reason="Unknown",
                                           message="the container's conmon is gone and left no exit code")
-            self._save(updated)
+            if not self._update(updated):
+                return record  # removed meanwhile: never bring it back
         if updated.state == ContainerState.EXITED:
             self._publish(updated, "stopped")
         return updated
@@ -265,12 +275,20 @@ class ContainerManager:
                               config.linux.security_context),
             namespaces=PodNamespaces(
                 net=Path(sandbox.netns) if sandbox.netns else None, ipc=Path(sandbox.ipcns) if sandbox.ipcns else None,
-                uts=Path(sandbox.utsns) if sandbox.utsns else None, pid_holder=sandbox.pid_holder or None),
+                uts=Path(sandbox.utsns) if sandbox.utsns else None, pid_holder=self._live_pid_holder(sandbox)),
             files=files_of(Path(sandbox.files_dir)),
             image_name=image.repo_tags[0] if image.repo_tags else config.image.image,
             namespace=self._namespace,
             # As containerd's restrict_oom_score_adj: a runtime without CAP_SYS_RESOURCE cannot lower it.
             restrict_oom_score_adj=True)
+
+    def _live_pid_holder(self, sandbox: SandboxRecord) -> int | None:
+        """The pod's PID-namespace holder, checked alive: a reused pid must never lend its namespace."""
+        if not sandbox.pid_holder:
+            return None
+        if namespaces.load(self._oci.state_dir, sandbox.id).pid_holder != sandbox.pid_holder:
+            raise FailedPrecondition(f"pod sandbox {sandbox.id} lost its shared PID namespace; recreate the pod")
+        return sandbox.pid_holder
 
     def _load(self, container_id: str) -> ContainerRecord:
         with self._db.transaction() as tx:
@@ -279,6 +297,11 @@ class ContainerManager:
     def _save(self, record: ContainerRecord) -> None:
         with self._db.transaction() as tx:
             tx.put_object(self._namespace, KIND_CONTAINER, record.id, record.name, record.to_doc())
+
+    def _update(self, record: ContainerRecord) -> bool:
+        """Save a container that must still exist; False if it was removed meanwhile."""
+        with self._db.transaction() as tx:
+            return tx.update_object(self._namespace, KIND_CONTAINER, record.id, record.to_doc())
 
     def _forget(self, container_id: str) -> None:
         with self._db.transaction() as tx:
@@ -306,17 +329,30 @@ def _update_bundle_resources(spec_path: Path, resources: dict[str, Any]) -> None
 
 
 def _log_path(sandbox_config: api_pb2.PodSandboxConfig, config: api_pb2.ContainerConfig) -> Path:
+    """The log file inside the pod's log directory; a path that leaves it is refused (conmon writes as root)."""
     if not config.log_path:
         return Path("/dev/null")
-    return Path(sandbox_config.log_directory) / config.log_path
+    directory = Path(sandbox_config.log_directory)
+    if not directory.is_absolute():
+        raise InvalidArgument(f"pod log directory {str(directory)!r} must be an absolute path")
+    relative = Path(config.log_path)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise InvalidArgument(f"container log path {config.log_path!r} must stay inside the pod's log directory")
+    return directory / relative
 
 
 def _signal(name: str) -> int:
-    name = name.upper()
-    if name.isdigit():
-        return int(name)
+    """A signal as images name it: ``SIGTERM``, ``TERM``, ``15``, or ``SIGRTMIN+3`` (systemd images)."""
+    text = name.upper().removeprefix("SIG")
+    if text.isdigit():
+        return int(text)
+    for base, sign in (("RTMIN+", 1), ("RTMAX-", -1)):
+        if text.startswith(base) and text[len(base):].isdigit():
+            value = int(signal.SIGRTMIN if sign > 0 else signal.SIGRTMAX) + sign * int(text[len(base):])
+            if signal.SIGRTMIN <= value <= signal.SIGRTMAX:
+                return value
     try:
-        return int(signal.Signals[name if name.startswith("SIG") else f"SIG{name}"])
+        return int(signal.Signals[f"SIG{text}"])
     except KeyError:
         raise InvalidArgument(f"unknown stop signal {name!r}") from None
 

@@ -38,7 +38,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from typing import Any
 from errdefs import AlreadyExists, CrishimError, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
 from runtime import conmon
 from runtime.runc import Runc, RuncError, RuntimeState, Status, error_for, error_text
+from runtime.undo import quietly
 
 __all__ = [
     "EXEC_OUTPUT_CAP", "TASK_DIR", "ExecResult", "ExitStatus", "OCIRuntime", "RuncError", "RuntimeState", "Status",
@@ -140,11 +141,11 @@ class OCIRuntime:
         self._refuse_existing(container_id)
         with contextlib.ExitStack() as undo:
             # Undo runs last in, first out: stop conmon, then remove runc's state, then our files.
-            undo.callback(_quietly, self._forget, files)
+            undo.callback(quietly, self._forget, files)
             self._prepare(files, Path(bundle).resolve(), Path(log_path))
-            undo.callback(_quietly, self._force_delete, container_id)
+            undo.callback(quietly, self._force_delete, container_id)
             # No grace: by the time create fails, conmon has said all it will.
-            undo.callback(_quietly, self._stop_conmon, container_id, 0.0)
+            undo.callback(quietly, self._stop_conmon, container_id, 0.0)
             pid = self._spawn(files, container_id, tty=tty, stdin=stdin, stdin_once=stdin_once)
             undo.pop_all()
         return pid
@@ -464,11 +465,6 @@ def _parse_user(user: str) -> dict[str, int]:
     except ValueError as exc:
         raise InvalidArgument(f"exec user must be uid[:gid], not {user!r}") from exc
 
-
-def _quietly(undo: Callable[..., None], *args: object) -> None:
-    # An undo step that fails must not hide the error that made us undo.
-    with contextlib.suppress(CrishimError, OSError):
-        undo(*args)
 
 
 def _inode(path: Path) -> int | None:

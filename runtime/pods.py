@@ -26,6 +26,7 @@ from runtime import namespaces
 from runtime.cni import CNI, PodRef, PortMapping
 from runtime.podfiles import remove_pod_files, write_pod_files
 from runtime.records import KIND_SANDBOX, SandboxRecord, SandboxState, encode
+from runtime.undo import quietly
 from store.metadata import MetadataDB
 
 __all__ = ["PodManager", "sandbox_name"]
@@ -91,21 +92,25 @@ class PodManager:
         record = SandboxRecord(
             id=sandbox_id, name=sandbox_name(meta), config_b64=encode(config), created_at=time.time_ns(),
             runtime_handler=runtime_handler, cgroup_parent=config.linux.cgroup_parent,
-            files_dir=str(self._state / "sandboxes" / sandbox_id))
+            files_dir=str(self._state / "sandboxes" / sandbox_id), state=SandboxState.NOTREADY)
         with self._lock(sandbox_id), contextlib.ExitStack() as undo:
-            self._save(record)  # reserves the name
-            undo.callback(self._forget, sandbox_id)
-            kinds = _pinned_kinds(modes)
-            pinned = namespaces.pin(self._state, sandbox_id, kinds, hostname=None if modes.host_network else hostname)
-            undo.callback(namespaces.unpin, self._state, sandbox_id)
+            # Saved not ready first: it reserves the name, and a crash part-way leaves a pod kubelet will stop
+            # and remove (the paths saved before each step tell those what to undo).
+            self._save(record)
+            undo.callback(quietly, self._forget, sandbox_id)
+            undo.callback(quietly, namespaces.unpin, self._state, sandbox_id)
+            pinned = namespaces.pin(self._state, sandbox_id, _pinned_kinds(modes),
+                                    hostname=None if modes.host_network else hostname)
+            undo.callback(quietly, remove_pod_files, Path(record.files_dir))
             write_pod_files(Path(record.files_dir), config, modes.host_ipc)
-            undo.callback(remove_pod_files, Path(record.files_dir))
             record = record.replace(netns=_text(pinned.net), ipcns=_text(pinned.ipc), utsns=_text(pinned.uts),
                                     pid_holder=pinned.pid_holder or 0)
+            self._save(record)
             if not modes.host_network:
+                undo.callback(quietly, self._detach, record)
                 result = self._cni.add(Path(record.netns), sandbox_id, _pod_ref(meta), port_mappings=_ports(config))
-                undo.callback(self._detach, record)
                 record = record.replace(ips=tuple(str(ip.address.ip) for ip in result.pod_ips()))
+            record = record.replace(state=SandboxState.READY)
             self._save(record)
             undo.pop_all()
         log.info("pod.ran", sandbox=sandbox_id, name=record.name, ips=list(record.ips))
@@ -115,8 +120,8 @@ class PodManager:
         record = self.get(sandbox_id)
         with self._lock(record.id):
             self.stop_containers(record.id)
-            if record.netns:
-                self._detach(record)
+            if not _modes(record.config).host_network:
+                self._detach(record)  # from CNI's cache, so also after the netns is gone
             namespaces.stop_pid_holder(self._state, record.id)
             self._save(record.replace(state=SandboxState.NOTREADY, pid_holder=0))
         log.info("pod.stopped", sandbox=record.id)
@@ -133,6 +138,17 @@ class PodManager:
             remove_pod_files(Path(record.files_dir))
             self._forget(record.id)
         log.info("pod.removed", sandbox=record.id)
+
+    def recover(self) -> None:
+        """After a daemon restart or a reboot: a ready pod whose namespaces are gone is not ready any more."""
+        for record in self.all():
+            if record.state != SandboxState.READY:
+                continue
+            pinned = namespaces.load(self._state, record.id)
+            lost = (record.netns and pinned.net is None) or (record.pid_holder and pinned.pid_holder is None)
+            if lost:
+                log.warning("pod.lost", sandbox=record.id, reason="its namespaces are gone (reboot?)")
+                self._save(record.replace(state=SandboxState.NOTREADY, pid_holder=0))
 
     def _detach(self, record: SandboxRecord) -> None:
         netns = Path(record.netns) if record.netns else None

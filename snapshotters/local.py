@@ -172,7 +172,10 @@ def disk_usage(path: Path) -> Usage:
     size = 0
     for dirpath, dirnames, filenames in os.walk(path):
         for name in [*dirnames, *filenames, ""]:
-            st = os.lstat(os.path.join(dirpath, name)) if name else os.lstat(dirpath)
+            try:
+                st = os.lstat(os.path.join(dirpath, name)) if name else os.lstat(dirpath)
+            except FileNotFoundError:
+                continue  # deleted by the container while we walk
             ident = (st.st_dev, st.st_ino)
             if ident in seen:
                 continue

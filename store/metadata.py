@@ -337,6 +337,13 @@ class Tx:
         except sqlite3.IntegrityError:
             raise AlreadyExists(f"{kind} name {name!r} is reserved by another {kind}") from None
 
+    def update_object(self, namespace: str, kind: str, obj_id: str, doc: Mapping[str, Any]) -> bool:
+        """Replace an existing object's document; False (and nothing written) if it does not exist."""
+        cur = self._conn.execute(
+            "UPDATE runtime_objects SET doc=?, updated_at=? WHERE namespace=? AND kind=? AND id=?",
+            (json.dumps(doc), _now(), namespace, kind, obj_id))
+        return cur.rowcount == 1
+
     def get_object(self, namespace: str, kind: str, obj_id: str) -> dict[str, Any]:
         row = self._conn.execute("SELECT doc FROM runtime_objects WHERE namespace=? AND kind=? AND id=?",
                                  (namespace, kind, obj_id)).fetchone()

@@ -9,16 +9,20 @@ mismatch removes the half-made snapshot and fails the pull.
 
 from __future__ import annotations
 
+import errno
+import gzip
 import io
 import secrets
 import threading
+import zlib
 from collections import defaultdict
 from pathlib import Path
 from typing import BinaryIO, cast
 
 import structlog
+import zstandard
 
-from errdefs import DataLoss, NotFound
+from errdefs import DataLoss, NotFound, Unavailable
 from snapshotters.apply import apply_tar
 from snapshotters.compression import HashingReader, decompressed
 from snapshotters.snapshotter import Kind, Snapshotter
@@ -91,6 +95,16 @@ class Unpacker:
             log.debug("unpack.layer", chain_id=chain, layer=str(layer.digest))
 
     def _apply(self, layer: Descriptor, diff_id: Digest, key: str) -> None:
+        try:
+            self._decompress_and_apply(layer, diff_id, key)
+        except (EOFError, zlib.error, zstandard.ZstdError, gzip.BadGzipFile) as exc:
+            raise DataLoss(f"layer {layer.digest}: corrupt {layer.media_type} data: {exc}") from exc
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise Unavailable(f"layer {layer.digest}: no space left to unpack it: {exc.strerror}") from exc
+            raise
+
+    def _decompress_and_apply(self, layer: Descriptor, diff_id: Digest, key: str) -> None:
         target, lowers = Path(self._sn.apply_dir(key)), [Path(p) for p in self._sn.lower_dirs(key)]
         compression = mediatypes.layer_compression(layer.media_type) or mediatypes.Compression.NONE
         with self._content.open(layer.digest) as blob:

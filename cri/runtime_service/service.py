@@ -51,6 +51,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self.containers = ContainerManager(images.db, CRI_NAMESPACE, self.oci, images.snapshotter,
                                            images.snapshotter_name, self.images, self.events)
         self.containers.watch_exits()
+        self.pods.recover()
         self.pods.stop_containers = self.containers.stop_all
         self.pods.remove_containers = self.containers.remove_all
         self.snapshotter_root = images.snapshotter.root
