@@ -40,7 +40,9 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 # Calls in flight get this long to finish once a stop is asked for.
 STOP_GRACE_SECONDS = 10.0
 # Pulls hold a worker for their whole duration; leave room for kubelet's polling beside them.
-_WORKERS = 32
+# Pulls, stops with a grace period and event streams hold a thread each for long; kubelet's frequent
+# List and Status calls must still find one free.
+_WORKERS = 128
 _ROOT_MODE = 0o700
 # Others may traverse state (bundles live there) but not list it.
 _STATE_MODE = 0o711

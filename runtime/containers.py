@@ -170,6 +170,8 @@ class ContainerManager:
                 self._sn.remove(record.snapshot_key)
             shutil.rmtree(record.bundle, ignore_errors=True)
             self._forget(record.id)
+        with self._guard:
+            self._locks.pop(record.id, None)
         self._publish(record, "deleted")
         log.info("container.removed", container=record.id)
 

@@ -137,6 +137,8 @@ class PodManager:
             namespaces.unpin(self._state, record.id)
             remove_pod_files(Path(record.files_dir))
             self._forget(record.id)
+        with self._guard:
+            self._locks.pop(record.id, None)
         log.info("pod.removed", sandbox=record.id)
 
     def recover(self) -> None:

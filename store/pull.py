@@ -39,6 +39,9 @@ _LEASE_TTL = timedelta(hours=24)
 # Labels to add to blobs, by digest.
 ContentLabels = dict[Digest, dict[str, str]]
 _MAX_INDEX_DEPTH = 4
+# containerd's limits for documents it reads whole.
+_MAX_MANIFEST = 4 << 20
+_MAX_CONFIG = 32 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,13 +170,22 @@ class _Pull:
                                   f"{len(manifest.layers)} layers")
 
     def _fetch_bytes(self, desc: Descriptor) -> bytes:
+        """A document read into memory (index, manifest, config), so its size is bounded first."""
+        limit = _MAX_CONFIG if desc.media_type in mediatypes.CONFIG_TYPES else _MAX_MANIFEST
+        if desc.size > limit:
+            raise InvalidArgument(f"{self._ref}: {desc.media_type} {desc.digest} is {desc.size} bytes, "
+                                  f"more than the {limit} a pull reads into memory")
         self._fetch(desc)
         return self._p._content.read(desc.digest)
 
     def _fetch_all(self, descs: Iterable[Descriptor]) -> None:
-        with ThreadPoolExecutor(self._p._max_downloads, thread_name_prefix="fetch") as pool:
+        pool = ThreadPoolExecutor(self._p._max_downloads, thread_name_prefix="fetch")
+        try:
             for future in [pool.submit(self._fetch, d) for d in descs]:
                 future.result()
+        finally:
+            # After a failure, downloads not started yet are dropped instead of run for nothing.
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _fetch(self, desc: Descriptor) -> None:
         content = self._p._content

@@ -48,8 +48,16 @@ def _record_names(tx: Tx, image: PulledImage) -> None:
         tx.put_image(CRI_NAMESPACE, ImageRecord(name, image.target, image_record_labels()))
 
 
+def _for_registry(server_address: str, ref: Reference) -> bool:
+    """As containerd: credentials naming another server are not sent to this one."""
+    if not server_address:
+        return True
+    host = server_address.split("://", 1)[-1].split("/", 1)[0]
+    return host == ref.domain or (ref.domain == "docker.io" and host in ("index.docker.io", "registry-1.docker.io"))
+
+
 def _credentials(svc: ImageService, request: api_pb2.PullImageRequest, ref: Reference) -> Credentials | None:
-    if request.HasField("auth"):
+    if request.HasField("auth") and _for_registry(request.auth.server_address, ref):
         auth = request.auth
         given = Credentials.from_cri(auth.username, auth.password, auth.auth, auth.identity_token)
         if given is not None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from cri.api.runtime.v1 import api_pb2
+from runtime.containers import ImageInfo
 from runtime.records import ContainerRecord, ContainerState
 
 if TYPE_CHECKING:
@@ -32,7 +34,7 @@ def container_status(svc: RuntimeService,
 
 def to_status(svc: RuntimeService, record: ContainerRecord) -> api_pb2.ContainerStatus:
     config = record.config
-    image_name, image_ref = image_names(svc, record)
+    image_name, image_ref = image_names(svc.image_index(), record)
     status = api_pb2.ContainerStatus(
         id=record.id,
         metadata=config.metadata,
@@ -54,11 +56,10 @@ def to_status(svc: RuntimeService, record: ContainerRecord) -> api_pb2.Container
     return status
 
 
-def image_names(svc: RuntimeService, record: ContainerRecord) -> tuple[str, str]:
+def image_names(images: Mapping[str, ImageInfo], record: ContainerRecord) -> tuple[str, str]:
     """(image, image_ref) as containerd reports them: the first repo tag and repo digest, if still known."""
-    try:
-        image = svc.images(record.image_id)
-    except Exception:  # noqa: BLE001 - the image may be gone; the record still names it
+    image = images.get(record.image_id)
+    if image is None:  # removed since: the record still names it
         return record.image_ref, record.image_repo_digest
     name = image.repo_tags[0] if image.repo_tags else record.image_ref
     return name, image.repo_digests[0] if image.repo_digests else record.image_id

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 def list_containers(svc: RuntimeService, request: api_pb2.ListContainersRequest) -> api_pb2.ListContainersResponse:
     wanted = request.filter if request.HasField("filter") else api_pb2.ContainerFilter()
     containers = []
+    images = svc.image_index()  # once, not per container
     for record in svc.containers.all(wanted.pod_sandbox_id):
         config = record.config
         state = STATES[record.state]
@@ -23,7 +24,7 @@ def list_containers(svc: RuntimeService, request: api_pb2.ListContainersRequest)
             continue
         if any(config.labels.get(k) != v for k, v in wanted.label_selector.items()):
             continue
-        image_name, image_ref = image_names(svc, record)
+        image_name, image_ref = image_names(images, record)
         containers.append(api_pb2.Container(
             id=record.id, pod_sandbox_id=record.sandbox_id, metadata=config.metadata,
             image=api_pb2.ImageSpec(image=image_name), image_ref=image_ref, image_id=record.image_id, state=state,

@@ -8,6 +8,7 @@ from typing import Any
 from cri.api.runtime.v1 import api_pb2_grpc
 from cri.config import Config
 from cri.constants import CRI_NAMESPACE
+from cri.image_service.catalog import CRIImage
 from cri.image_service.service import ImageService
 from cri.runtime_service import (
     container_stats,
@@ -59,10 +60,13 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
 
     def images(self, ref: str) -> ImageInfo:
         try:
-            image = self._images.catalog.get(ref)
+            return _info(self._images.catalog.get(ref))
         except NotFound:
             raise NotFound(f"image {ref!r} not found: pull it first") from None
-        return ImageInfo(image.id, image.chain_id, image.config.raw, image.repo_tags, image.repo_digests)
+
+    def image_index(self) -> dict[str, ImageInfo]:
+        """Every image by id, for answers that name the images of many containers."""
+        return {image.id: _info(image) for image in self._images.catalog.all()}
 
     def close(self) -> None:
         self.containers.close()
@@ -138,3 +142,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         return runtime_config.update_runtime_config(self, request)
 
 
+
+
+def _info(image: CRIImage) -> ImageInfo:
+    return ImageInfo(image.id, image.chain_id, image.config.raw, image.repo_tags, image.repo_digests)

@@ -29,6 +29,7 @@ __all__ = ["RegistryClient"]
 log = structlog.get_logger(__name__)
 
 _T = TypeVar("_T")
+_MAX_MANIFEST = 4 << 20
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _MANIFEST_TYPES = mediatypes.INDEX_TYPES | mediatypes.MANIFEST_TYPES
 
@@ -94,6 +95,9 @@ class RegistryClient:
         size_header = response.headers.get("Content-Length")
         if not (digest_header and size_header) or response.status_code != 200:
             response = self._request(host, "GET", path, headers)
+            if len(response.content) > _MAX_MANIFEST:
+                raise InvalidArgument(f"{self.registry}/{self.repository}:{obj}: manifest larger than "
+                                      f"{_MAX_MANIFEST} bytes")
             return self._descriptor(response, obj, response.content)
         return self._descriptor(response, obj, None)
 
@@ -197,7 +201,9 @@ class RegistryClient:
         if client is None:
             verify: Any = host.ca[0] if host.ca else not host.skip_verify
             cert = host.client_certs[0] if host.client_certs else None
-            auth = RegistryAuth(self.registry, f"repository:{self.repository}:pull", self._credentials,
+            # The registry's credentials go to the registry only, never to a mirror.
+            credentials = self._credentials if _is_upstream(host.host, self.registry) else None
+            auth = RegistryAuth(self.registry, f"repository:{self.repository}:pull", credentials,
                                 self._token_client)
             client = httpx.Client(verify=verify, cert=_cert(cert), headers=host.headers, auth=auth,
                                   timeout=self._timeout, follow_redirects=True)
@@ -217,6 +223,10 @@ def _check(response: httpx.Response, registry: str, path: str) -> None:
     if code in (401, 403):
         raise Unauthenticated(f"authentication failed for {registry}: {code} on {path}")
     raise Unavailable(f"{registry}{path}: registry answered {code}")
+
+
+def _is_upstream(host: str, registry: str) -> bool:
+    return host == registry or (registry == "docker.io" and host == "registry-1.docker.io")
 
 
 def _cert(pair: tuple[str, str] | None) -> Any:
