@@ -93,7 +93,7 @@ class PodManager:
             id=sandbox_id, name=sandbox_name(meta), config_b64=encode(config), created_at=time.time_ns(),
             runtime_handler=runtime_handler, cgroup_parent=config.linux.cgroup_parent,
             files_dir=str(self._state / "sandboxes" / sandbox_id), state=SandboxState.NOTREADY)
-        with self._lock(sandbox_id), contextlib.ExitStack() as undo:
+        with self.locked(sandbox_id), contextlib.ExitStack() as undo:
             # Saved not ready first: it reserves the name, and a crash part-way leaves a pod kubelet will stop
             # and remove (the paths saved before each step tell those what to undo).
             self._save(record)
@@ -118,7 +118,7 @@ class PodManager:
 
     def stop(self, sandbox_id: str) -> None:
         record = self.get(sandbox_id)
-        with self._lock(record.id):
+        with self.locked(record.id):
             self.stop_containers(record.id)
             if not _modes(record.config).host_network:
                 self._detach(record)  # from CNI's cache, so also after the netns is gone
@@ -132,7 +132,7 @@ class PodManager:
         except NotFound:
             return  # CRI: "If there are no resources to remove, this call must not fail"
         self.stop(record.id)
-        with self._lock(record.id):
+        with self.locked(record.id):
             self.remove_containers(record.id)
             namespaces.unpin(self._state, record.id)
             remove_pod_files(Path(record.files_dir))
@@ -165,7 +165,8 @@ class PodManager:
             tx.delete_object(self._namespace, KIND_SANDBOX, sandbox_id)
 
     @contextlib.contextmanager
-    def _lock(self, sandbox_id: str) -> Iterator[None]:
+    def locked(self, sandbox_id: str) -> Iterator[None]:
+        """Held while a pod changes, and while a container is created in it (so the pod cannot go meanwhile)."""
         with self._guard:
             lock = self._locks.setdefault(sandbox_id, threading.Lock())
         with lock:

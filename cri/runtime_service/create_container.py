@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 def create_container(svc: RuntimeService,
                      request: api_pb2.CreateContainerRequest) -> api_pb2.CreateContainerResponse:
-    sandbox = svc.pods.get(request.pod_sandbox_id)
-    record = svc.containers.create(sandbox, request.config)
+    sandbox_id = svc.pods.get(request.pod_sandbox_id).id
+    with svc.pods.locked(sandbox_id):
+        record = svc.containers.create(svc.pods.get(sandbox_id), request.config)
     return api_pb2.CreateContainerResponse(container_id=record.id)
