@@ -10,9 +10,10 @@ deleted, then blobs no namespace records any more.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
@@ -28,6 +29,7 @@ LABEL_CONTENT_REF = "containerd.io/gc.ref.content."
 LABEL_SNAPSHOT_REF = "containerd.io/gc.ref.snapshot."
 LEASE_CONTENT = "content"
 LABEL_EXPIRE = "containerd.io/gc.expire"
+INGEST_TTL = timedelta(hours=24)
 
 log = structlog.get_logger(__name__)
 
@@ -52,9 +54,20 @@ def collect(db: MetadataDB, content: ContentStore) -> GCResult:
         for info in list(content.walk()):
             if info.digest not in recorded and info.digest not in leased:
                 _remove_blob(content, info.digest, result)
+    _drop_stale_ingests(content)
     if result.removed_blobs:
         log.info("gc", removed_blobs=len(result.removed_blobs))
     return result
+
+
+def _drop_stale_ingests(content: ContentStore) -> None:
+    """A download nobody resumed for as long as a pull's lease lasts is abandoned."""
+    cutoff = datetime.now(UTC) - INGEST_TTL
+    for status in content.ingests():
+        if status.updated_at < cutoff:
+            with contextlib.suppress(NotFound):
+                content.abort(status.ref)
+            log.info("gc.ingest_dropped", ref=status.ref)
 
 
 def _drop_expired_leases(tx: Tx, namespace: str) -> None:

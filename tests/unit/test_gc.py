@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,15 @@ def test_expired_leases_stop_protecting(stores: tuple[MetadataDB, ContentStore])
     assert collect(db, content).removed_blobs == [digest]
     with db.transaction() as tx:
         assert [lease.id for lease in tx.list_leases(NS)] == ["live"]
+
+
+def test_abandoned_ingests_are_dropped(stores: tuple[MetadataDB, ContentStore]) -> None:
+    db, content = stores
+    digest = sha256_of(b"never finished")
+    for ref in ("old", "fresh"):
+        with content.writer(ref, digest, 14) as w:
+            w.write(b"never")
+    data = next(p for p in (content.root / "ingest").iterdir() if (p / "ref").read_text() == "old") / "data"
+    os.utime(data, (0, 0))
+    collect(db, content)
+    assert [s.ref for s in content.ingests()] == ["fresh"]
