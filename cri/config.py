@@ -46,7 +46,7 @@ __all__ = [
     "DEFAULT_CONFIG_FILE",
     "LOG_LEVELS",
     "Config",
-    "ImageConfig",
+    "ImageSettings",
     "RegistryAuth",
     "RegistryConfig",
     "from_dict",
@@ -86,7 +86,7 @@ class RegistryConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class ImageConfig:
+class ImageSettings:
     snapshotter: str = "overlayfs"
     max_concurrent_downloads: int = 3
     # Seconds a pull may go without receiving a byte before it is cancelled
@@ -113,7 +113,7 @@ class Config:
     # CNI: the first network config file (by name) in the conf dir; plugins from the colon-separated bin dirs.
     cni_conf_dir: Path = Path("/etc/cni/net.d")
     cni_bin_dir: str = "/usr/lib/cni:/opt/cni/bin"
-    image: ImageConfig = field(default_factory=ImageConfig)
+    image: ImageSettings = field(default_factory=ImageSettings)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
 
     def __post_init__(self) -> None:

@@ -232,9 +232,6 @@ class Tx:
         if cur.rowcount == 0:
             raise NotFound(f"image {name!r}: not found")
 
-    def image_targets(self) -> list[tuple[str, Digest]]:
-        rows = self._conn.execute("SELECT namespace, digest FROM images")
-        return [(ns, Digest.parse(d)) for ns, d in rows]
 
     # Content.
     def put_content(self, namespace: str, digest: Digest, size: int,

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from cri import config
-from cri.config import Config, ImageConfig, RegistryAuth
+from cri.config import Config, ImageSettings, RegistryAuth
 from errdefs import InvalidArgument
 
 FULL = """
@@ -44,7 +44,7 @@ def test_defaults() -> None:
     assert cfg.socket == Path("/run/crishim/crishim.sock")
     assert cfg.metrics_address == "127.0.0.1:1338"
     assert cfg.log_level == "info"
-    assert cfg.image == ImageConfig("overlayfs", max_concurrent_downloads=3, pull_progress_timeout=300)
+    assert cfg.image == ImageSettings("overlayfs", max_concurrent_downloads=3, pull_progress_timeout=300)
     assert cfg.registry.config_path == Path("/etc/crishim/certs.d")
     assert dict(cfg.registry.auths) == {}
 
@@ -151,7 +151,7 @@ def test_bad_values(overrides: dict[str, object], message: str) -> None:
 )
 def test_image_section_checks(field: str, value: object, message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
-        ImageConfig(**{field: value})  # type: ignore[arg-type]
+        ImageSettings(**{field: value})  # type: ignore[arg-type]
 
 
 def test_errors_from_a_file_name_it(tmp_path: Path) -> None:
