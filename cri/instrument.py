@@ -176,7 +176,9 @@ def _details(context: Any) -> str:
 def _level(method: str, code: Any) -> int:
     if code in _ERROR_CODES:
         return logging.ERROR
-    if code is not grpc.StatusCode.OK and code not in _QUIET_CODES:
+    # A missing object is routine for a status query, not for a pull or a create that needed it.
+    quiet = code in _QUIET_CODES and (code is not grpc.StatusCode.NOT_FOUND or _is_polling(method))
+    if code is not grpc.StatusCode.OK and not quiet:
         return logging.WARNING
     return logging.DEBUG if _is_polling(method) else logging.INFO
 

@@ -16,7 +16,7 @@ import structlog
 
 from cri import logs
 from cri.api.runtime.v1 import api_pb2, api_pb2_grpc
-from cri.instrument import Interceptor
+from cri.instrument import Interceptor, _level
 from cri.metrics import Metrics
 from errdefs import NotFound, Unauthenticated
 
@@ -218,3 +218,9 @@ def test_stream_abandoned_by_the_client_is_cancelled(served: Served) -> None:
     (line,) = served.rpc_lines(EVENTS)
     assert line["code"] == "CANCELLED"
     assert served.count(EVENTS, "CANCELLED") == 1
+
+
+def test_not_found_is_routine_only_for_queries() -> None:
+    assert _level("/runtime.v1.RuntimeService/ContainerStatus", grpc.StatusCode.NOT_FOUND) == logging.DEBUG
+    assert _level("/runtime.v1.ImageService/PullImage", grpc.StatusCode.NOT_FOUND) == logging.WARNING
+    assert _level("/runtime.v1.RuntimeService/CreateContainer", grpc.StatusCode.NOT_FOUND) == logging.WARNING
