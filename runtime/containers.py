@@ -16,7 +16,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from runtime.undo import quietly
 from runtime.user import resolve_user
 from snapshotters.mount import mount_all, unmount
 from snapshotters.snapshotter import Snapshotter
+from store.locks import KeyedLocks
 from store.metadata import MetadataDB
 
 __all__ = ["ContainerManager", "ImageInfo", "container_name"]
@@ -69,8 +70,7 @@ class ContainerManager:
         self._sn_name = snapshotter_name
         self._images = images
         self._events = events
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
+        self._locks = KeyedLocks()
         self._refresh_lock = threading.Lock()
         self._closed = threading.Event()
 
@@ -113,7 +113,7 @@ class ContainerManager:
             snapshot_key=container_id, snapshotter=self._sn_name, log_path=str(log_path), bundle=str(bundle),
             stop_signal=str(image.config.get("config", {}).get("StopSignal") or "SIGTERM"))
         _signal(record.stop_signal)  # an image whose stop signal is unknown could never be stopped gracefully
-        with self._lock(container_id), contextlib.ExitStack() as undo:
+        with self._locks.hold(container_id), contextlib.ExitStack() as undo:
             self._save(record)  # reserves the name
             undo.callback(quietly, self._forget, container_id)
             rootfs = bundle / "rootfs"
@@ -138,7 +138,7 @@ class ContainerManager:
 
     def start(self, container_id: str) -> None:
         record = self.get(container_id)
-        with self._lock(record.id):
+        with self._locks.hold(record.id):
             record = self._refresh(self._load(record.id))  # as it is now, not before the lock
             if record.state != ContainerState.CREATED:
                 raise FailedPrecondition(f"container {record.id} is {record.state}, not created")
@@ -150,7 +150,7 @@ class ContainerManager:
 
     def stop(self, container_id: str, timeout: float) -> None:
         record = self.get(container_id)
-        with self._lock(record.id):
+        with self._locks.hold(record.id):
             record = self._refresh(self._load(record.id))
             if record.state != ContainerState.EXITED:  # also UNKNOWN: its conmon is gone, runc may still run it
                 self._terminate(record, timeout)
@@ -161,7 +161,7 @@ class ContainerManager:
             record = self.get(container_id)
         except NotFound:
             return  # CRI: removing a removed container is not an error
-        with self._lock(record.id):
+        with self._locks.hold(record.id):
             if record.state != ContainerState.EXITED:
                 self._terminate(record, 0)
             self._oci.delete(record.id, force=True)
@@ -170,8 +170,6 @@ class ContainerManager:
                 self._sn.remove(record.snapshot_key)
             shutil.rmtree(record.bundle, ignore_errors=True)
             self._forget(record.id)
-        with self._guard:
-            self._locks.pop(record.id, None)
         self._publish(record, "deleted")
         log.info("container.removed", container=record.id)
 
@@ -312,12 +310,6 @@ class ContainerManager:
     def _publish(self, record: ContainerRecord, kind: str) -> None:
         self._events.publish(Event(record.id, kind, time.time_ns(), record.sandbox_id))
 
-    @contextlib.contextmanager
-    def _lock(self, container_id: str) -> Iterator[None]:
-        with self._guard:
-            lock = self._locks.setdefault(container_id, threading.Lock())
-        with lock:
-            yield
 
 
 def _update_bundle_resources(spec_path: Path, resources: dict[str, Any]) -> None:

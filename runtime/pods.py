@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import secrets
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from runtime.cni import CNI, PodRef, PortMapping
 from runtime.podfiles import remove_pod_files, write_pod_files
 from runtime.records import KIND_SANDBOX, SandboxRecord, SandboxState, encode
 from runtime.undo import quietly
+from store.locks import KeyedLocks
 from store.metadata import MetadataDB
 
 __all__ = ["PodManager", "sandbox_name"]
@@ -55,8 +55,7 @@ class PodManager:
         self._namespace = namespace
         self._state = state
         self._cni = cni
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
+        self._locks = KeyedLocks()
         # Set by the container side: stop and remove a pod's containers before the pod goes.
         self.stop_containers: Callable[[str], None] = lambda sandbox_id: None
         self.remove_containers: Callable[[str], None] = lambda sandbox_id: None
@@ -137,8 +136,6 @@ class PodManager:
             namespaces.unpin(self._state, record.id)
             remove_pod_files(Path(record.files_dir))
             self._forget(record.id)
-        with self._guard:
-            self._locks.pop(record.id, None)
         log.info("pod.removed", sandbox=record.id)
 
     def recover(self) -> None:
@@ -167,9 +164,7 @@ class PodManager:
     @contextlib.contextmanager
     def locked(self, sandbox_id: str) -> Iterator[None]:
         """Held while a pod changes, and while a container is created in it (so the pod cannot go meanwhile)."""
-        with self._guard:
-            lock = self._locks.setdefault(sandbox_id, threading.Lock())
-        with lock:
+        with self._locks.hold(sandbox_id):
             yield
 
 

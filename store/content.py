@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import BinaryIO
 
 from errdefs import DataLoss, InvalidArgument, NotFound
 from store.digest import Digest
+from store.locks import KeyedLocks
 
 __all__ = ["BlobInfo", "ContentStore", "IngestStatus", "Writer"]
 
@@ -54,8 +54,7 @@ class ContentStore:
         self.root = root
         (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
         (root / "ingest").mkdir(parents=True, exist_ok=True)
-        self._ref_locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        self._ref_locks = KeyedLocks()
 
     def blob_path(self, digest: Digest) -> Path:
         return self.root / "blobs" / digest.algorithm / digest.hex
@@ -111,7 +110,7 @@ class ContentStore:
         """
         if not ref:
             raise InvalidArgument("ingest ref must not be empty")
-        with self._lock_for(ref):
+        with self._ref_locks.hold(ref):
             writer = Writer(self, self._ingest_dir(ref), ref, expected, total)
             try:
                 yield writer
@@ -136,15 +135,11 @@ class ContentStore:
         path = self._ingest_dir(ref)
         if not path.exists():
             raise NotFound(f"ingest {ref!r}: not found")
-        with self._lock_for(ref):
+        with self._ref_locks.hold(ref):
             shutil.rmtree(path, ignore_errors=True)
 
     def _ingest_dir(self, ref: str) -> Path:
         return self.root / "ingest" / hashlib.sha256(ref.encode()).hexdigest()
-
-    def _lock_for(self, ref: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._ref_locks.setdefault(ref, threading.Lock())
 
 
 class Writer:

@@ -13,9 +13,7 @@ import errno
 import gzip
 import io
 import secrets
-import threading
 import zlib
-from collections import defaultdict
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -31,6 +29,7 @@ from store.content import ContentStore
 from store.descriptor import Descriptor
 from store.digest import Digest
 from store.identity import chain_ids
+from store.locks import KeyedLocks
 from store.pull import ContentLabels, PulledImage
 
 __all__ = ["EXTRACT_PREFIX", "Unpacker"]
@@ -50,8 +49,7 @@ class Unpacker:
         self._content = content
         self._sn = snapshotter
         self._name = snapshotter_name
-        self._chain_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
-        self._guard = threading.Lock()
+        self._chain_locks = KeyedLocks()
 
     def unpack(self, image: PulledImage) -> ContentLabels:
         parent = ""
@@ -79,9 +77,7 @@ class Unpacker:
             self._sn.remove(key)
 
     def _ensure_layer(self, layer: Descriptor, diff_id: Digest, chain: str, parent: str) -> None:
-        with self._guard:
-            lock = self._chain_locks[chain]
-        with lock:
+        with self._chain_locks.hold(chain):
             if self._exists(chain):
                 return
             key = f"{EXTRACT_PREFIX}{secrets.token_hex(8)}-{chain}"
