@@ -8,12 +8,15 @@ ranked so the best the host can run comes first.
 from __future__ import annotations
 
 import platform as _platform
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from errdefs import InvalidArgument
 
-__all__ = ["Platform", "default_platform"]
+__all__ = ["Platform", "default_platform", "ranked"]
+
+_T = TypeVar("_T")
 
 _ARCH_ALIASES = {
     "x86_64": "amd64", "x86-64": "amd64", "i386": "386", "i686": "386",
@@ -73,3 +76,15 @@ class Platform:
 
 def default_platform() -> Platform:
     return Platform("linux", _platform.machine()).normalized()
+
+
+def ranked(host: Platform, items: Iterable[_T], platform_of: Callable[[_T], Platform | None]) -> list[_T]:
+    """The items this host can run, best first; one naming no platform matches (as in containerd), and
+    equally good ones keep their order."""
+    scored = []
+    for position, item in enumerate(items):
+        platform = platform_of(item)
+        rank = 0 if platform is None else host.rank(platform)
+        if rank is not None:
+            scored.append((rank, position, item))
+    return [item for _, _, item in sorted(scored, key=lambda entry: entry[:2])]

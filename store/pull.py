@@ -26,7 +26,7 @@ from store.digest import Digest
 from store.gc import LABEL_EXPIRE, LEASE_CONTENT
 from store.identity import chain_ids
 from store.metadata import Lease, MetadataDB, Tx
-from store.platforms import Platform
+from store.platforms import Platform, ranked
 from store.reference import Reference
 from store.remote import Credentials, HostsConfig, RegistryClient
 
@@ -152,14 +152,10 @@ class _Pull:
         raise InvalidArgument(f"{self._ref}: image indexes nested deeper than {_MAX_INDEX_DEPTH}")
 
     def _best_match(self, index: Index) -> Descriptor:
-        ranked = []
-        for position, desc in enumerate(index.manifests):
-            rank = 0 if desc.platform is None else self._p._platform.rank(desc.platform)
-            if rank is not None:
-                ranked.append((rank, position, desc))
-        if not ranked:
+        matches = ranked(self._p._platform, index.manifests, lambda desc: desc.platform)
+        if not matches:
             raise NotFound(f"{self._ref}: no match for platform {self._p._platform} in manifest list")
-        return min(ranked, key=lambda item: item[:2])[2]
+        return matches[0]
 
     def _check(self, target: Descriptor, manifest: Manifest, config: ImageConfig) -> None:
         if target.media_type in mediatypes.MANIFEST_TYPES and self._p._platform.rank(config.platform) is None:

@@ -190,15 +190,11 @@ def _walk(read: Callable[[str], bytes], media_type: str, digest: str, size: int)
 
 def _local_manifest(read: Callable[[str], bytes], index: dict[str, Any]) -> dict[str, Any] | None:
     from errdefs import NotFound
-    from store.platforms import Platform, default_platform
+    from store.platforms import Platform, default_platform, ranked
 
-    host = default_platform()
-    ranked = []
-    for position, desc in enumerate(index.get("manifests", [])):
-        rank = 0 if "platform" not in desc else host.rank(Platform.from_spec(desc["platform"]))
-        if rank is not None:
-            ranked.append((rank, position, desc))
-    for _, _, desc in sorted(ranked, key=lambda item: item[:2]):
+    candidates = ranked(default_platform(), index.get("manifests", []),
+                        lambda desc: Platform.from_spec(desc["platform"]) if "platform" in desc else None)
+    for desc in candidates:
         try:
             read(desc["digest"])
         except NotFound:

@@ -20,7 +20,7 @@ from store.descriptor import Descriptor, ImageConfig, Index, Manifest
 from store.digest import Digest
 from store.identity import chain_id
 from store.metadata import ImageRecord, MetadataDB
-from store.platforms import Platform
+from store.platforms import Platform, ranked
 from store.reference import Reference
 
 __all__ = ["CRIImage", "ImageCatalog", "image_record_labels"]
@@ -132,14 +132,11 @@ class ImageCatalog:
 
     def _local_manifest(self, index: Index) -> Descriptor:
         """The best manifest for this platform among those actually pulled."""
-        ranked = []
-        for position, desc in enumerate(index.manifests):
-            rank = 0 if desc.platform is None else self._platform.rank(desc.platform)
-            if rank is not None and self._content.exists(desc.digest):
-                ranked.append((rank, position, desc))
-        if not ranked:
+        pulled = [desc for desc in index.manifests if self._content.exists(desc.digest)]
+        matches = ranked(self._platform, pulled, lambda desc: desc.platform)
+        if not matches:
             raise NotFound("no manifest for this platform in the image index")
-        return min(ranked, key=lambda item: item[:2])[2]
+        return matches[0]
 
 
 def _normalize(ref_or_id: str) -> str:

@@ -45,3 +45,12 @@ def test_from_spec_reads_oci_fields() -> None:
     spec = {"os": "linux", "architecture": "arm", "variant": "v6"}
     assert Platform.from_spec(spec) == Platform("linux", "arm", "v6")
     assert str(Platform.from_spec(spec)) == "linux/arm/v6"
+
+
+def test_ranked_best_first_unnamed_matches_others_dropped() -> None:
+    from store.platforms import ranked
+
+    items = [("arm64", Platform("linux", "arm64")), ("v6", Platform("linux", "arm", "v6")),
+             ("none", None), ("v7", Platform("linux", "arm", "v7"))]
+    host = Platform("linux", "arm", "v7")
+    assert [name for name, _ in ranked(host, items, lambda item: item[1])] == ["none", "v7", "v6"]
