@@ -134,7 +134,10 @@ class StorageTx:
         return self.get(key)
 
     def all(self) -> list[SnapshotRecord]:
-        return [self._record(row) for row in self._conn.execute(f"SELECT {_COLUMNS} FROM snapshots ORDER BY key")]
+        rows = list(self._conn.execute(f"SELECT {_COLUMNS} FROM snapshots ORDER BY key"))
+        # Ancestors from one in-memory map, not a query per ancestor per snapshot.
+        by_key = {row[1]: (row[0], row[2]) for row in rows}
+        return [self._record(row, _chain(by_key, row[2])) for row in rows]
 
     def ids(self) -> set[int]:
         return {row[0] for row in self._conn.execute("SELECT id FROM snapshots")}
@@ -142,21 +145,28 @@ class StorageTx:
     def _exists(self, key: str) -> bool:
         return self._conn.execute("SELECT 1 FROM snapshots WHERE key=?", (key,)).fetchone() is not None
 
-    def _record(self, row: tuple[int, str, str, int, str, str, str, int, int]) -> SnapshotRecord:
+    def _record(self, row: tuple[int, str, str, int, str, str, str, int, int],
+                parent_ids: tuple[int, ...] | None = None) -> SnapshotRecord:
         sid, key, parent, kind, labels, created, updated, size, inodes = row
         info = Info(Kind(kind), key, parent, json.loads(labels), datetime.fromisoformat(created),
                     datetime.fromisoformat(updated))
-        return SnapshotRecord(sid, info, Usage(size, inodes), self._parent_ids(parent))
+        if parent_ids is None:
+            parent_ids = self._parent_ids(parent)
+        return SnapshotRecord(sid, info, Usage(size, inodes), parent_ids)
 
     def _parent_ids(self, parent: str) -> tuple[int, ...]:
-        ids = []
-        while parent:
-            row = self._conn.execute("SELECT id, parent FROM snapshots WHERE key=?", (parent,)).fetchone()
-            if row is None:
-                raise NotFound(f"parent snapshot {parent!r}: not found")
-            ids.append(row[0])
-            parent = row[1]
-        return tuple(ids)
+        """Folder ids of ``parent`` and its ancestors, nearest first, in one recursive query."""
+        if not parent:
+            return ()
+        rows = self._conn.execute(
+            """WITH RECURSIVE chain(id, parent, depth) AS (
+                   SELECT id, parent, 0 FROM snapshots WHERE key=?
+                   UNION ALL
+                   SELECT s.id, s.parent, chain.depth + 1 FROM snapshots s JOIN chain ON s.key = chain.parent)
+               SELECT id FROM chain ORDER BY depth""", (parent,)).fetchall()
+        if not rows:
+            raise NotFound(f"parent snapshot {parent!r}: not found")
+        return tuple(row[0] for row in rows)
 
 
 _COLUMNS = "id, key, parent, kind, labels, created_at, updated_at, size, inodes"
@@ -168,3 +178,11 @@ def _dump(labels: Mapping[str, str]) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def _chain(by_key: dict[str, tuple[int, str]], parent: str) -> tuple[int, ...]:
+    ids = []
+    while parent and parent in by_key:
+        sid, parent = by_key[parent]
+        ids.append(sid)
+    return tuple(ids)
