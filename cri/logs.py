@@ -17,8 +17,8 @@ from typing import Any, TextIO, cast
 import structlog
 
 # protobuf ships no type information and types-protobuf is not installed.
-from google.protobuf import text_format  # type: ignore[import-untyped]
-from google.protobuf.message import Message  # type: ignore[import-untyped]
+from google.protobuf import text_format
+from google.protobuf.message import Message
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
 __all__ = ["REDACTED", "configure", "get_logger", "is_secret_key", "redact_secrets"]

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import descriptor_pb2  # type: ignore[import-untyped]
+from google.protobuf import descriptor_pb2
 
 CRI_API_MODULE = "k8s.io/cri-api"
 CRI_API_VERSION = "v0.36.0"
@@ -150,7 +150,7 @@ def rewrite_imports(text: str) -> str:
 
 def googleapis_include() -> Path:
     """The folder holding ``google/rpc/status.proto`` from the googleapis-common-protos wheel."""
-    import google.rpc  # type: ignore[import-untyped]
+    import google.rpc
 
     for folder in google.rpc.__path__:
         if (Path(folder) / "status.proto").exists():

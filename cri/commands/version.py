@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from google.protobuf import empty_pb2  # type: ignore[import-untyped]
+    from google.protobuf import empty_pb2
 
     import cri
     from cri.api.containerd.services.version.v1 import version_pb2_grpc

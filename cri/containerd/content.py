@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from google.protobuf import empty_pb2  # type: ignore[import-untyped]
+from google.protobuf import empty_pb2
 
 from cri.api.containerd.services.content.v1 import content_pb2, content_pb2_grpc
 from cri.containerd.convert import timestamp, updated_labels

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from google.protobuf import empty_pb2  # type: ignore[import-untyped]
+from google.protobuf import empty_pb2
 
 from cri.api.containerd.services.images.v1 import images_pb2, images_pb2_grpc
 from cri.api.containerd.types import descriptor_pb2

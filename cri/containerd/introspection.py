@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from google.rpc import code_pb2, status_pb2  # type: ignore[import-untyped]
+from google.rpc import code_pb2, status_pb2
 
 from cri.api.containerd.services.introspection.v1 import introspection_pb2, introspection_pb2_grpc
 from cri.api.containerd.types import platform_pb2

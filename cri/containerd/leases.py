@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from google.protobuf import empty_pb2  # type: ignore[import-untyped]
+from google.protobuf import empty_pb2
 
 from cri.api.containerd.services.leases.v1 import leases_pb2, leases_pb2_grpc
 from cri.containerd.convert import timestamp, validate_labels

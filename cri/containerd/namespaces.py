@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import empty_pb2  # type: ignore[import-untyped]
+from google.protobuf import empty_pb2
 
 from cri.api.containerd.services.namespaces.v1 import namespace_pb2, namespace_pb2_grpc
 from cri.containerd.convert import updated_labels, validate_labels

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from google.protobuf import empty_pb2  # type: ignore[import-untyped]
+from google.protobuf import empty_pb2
 
 from cri.api.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
 from cri.api.containerd.types import mount_pb2

@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import empty_pb2, field_mask_pb2  # type: ignore[import-untyped]
+from google.protobuf import empty_pb2, field_mask_pb2
 
 from cri.api.containerd.services.content.v1 import content_pb2, content_pb2_grpc
 from cri.api.containerd.services.images.v1 import images_pb2, images_pb2_grpc
