@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 
 from cri.api.runtime.v1 import api_pb2
 from cri.image_service.catalog import CRIImage
 
-__all__ = ["to_cri_image", "verbose_info"]
+__all__ = ["to_cri_image", "user_of", "verbose_info"]
+
+# Go's strconv.ParseInt(s, 10, 64): an optional sign and ASCII digits, within int64. Python's int() also
+# takes "²", "١٢٣", "1_000" and spaces, and protobuf's int64 rejects what is out of range.
+_INT64 = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_INT64_RANGE = range(-(2**63), 2**63)
 
 
 def to_cri_image(image: CRIImage) -> api_pb2.Image:
@@ -25,11 +31,15 @@ def to_cri_image(image: CRIImage) -> api_pb2.Image:
 
 
 def user_of(user: str) -> tuple[int | None, str]:
-    """``1000`` → uid 1000; ``nginx:nginx`` → username nginx; the group part is ignored."""
+    """``1000`` → uid 1000; ``nginx:nginx`` → username nginx; the group part is ignored.
+
+    As containerd's CRI: anything that does not parse as a 64-bit decimal is a username, so no image config
+    can make the image unlistable.
+    """
     name = user.partition(":")[0]
     if not name:
         return None, ""
-    if name.isdigit():
+    if _INT64.fullmatch(name) and int(name) in _INT64_RANGE:
         return int(name), ""
     return None, name
 
