@@ -84,6 +84,11 @@ class RegistryAuth(httpx.Auth):
         response = yield request
         if response.status_code != 401:
             return
+        # httpx follows redirects inside one step of this flow, so the 401 may come from a redirect target
+        # (a CDN, or a third party a hostile registry names). It is not the host the credentials are for.
+        if _origin(response.request.url) != _origin(request.url):
+            raise Unauthenticated(f"authentication failed for {self._registry}: {response.request.url.host}, "
+                                  "where it redirected, asked for credentials; none are sent there")
         header = self._answer(response.headers.get("WWW-Authenticate", ""))
         with self._lock:
             self._header = header
@@ -127,6 +132,10 @@ class RegistryAuth(httpx.Auth):
         except httpx.HTTPError as exc:
             raise Unauthenticated(f"authentication failed for {self._registry}: token server: {exc}") from exc
         return _token_from(response, self._registry)
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port
 
 
 def _token_from(response: httpx.Response, registry: str) -> str:

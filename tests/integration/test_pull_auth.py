@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
-from tests.support.compare import assert_same_images
+from tests.support.compare import assert_same_images, grpc_code
 from tests.support.containerd import Containerd
 from tests.support.daemon import Crishim
 from tests.support.images import AUTH, PushedImage
+from tests.support.redirect_registry import RedirectingFront, start_redirecting_front
 from tests.support.registry import Registry
 
 
@@ -65,3 +67,24 @@ def test_credentials_never_appear_in_logs_metrics_or_errors(
         assert secret not in failed.stderr
         assert secret not in metrics
         assert secret not in log
+
+
+@pytest.fixture
+def redirecting_front(registry: Registry, test_images: dict[str, PushedImage]) -> Iterator[RedirectingFront]:
+    front = start_redirecting_front(registry, "front-user", secrets.token_urlsafe(12))
+    yield front
+    front.stop()
+
+
+def test_credentials_never_follow_a_redirect_to_another_host(
+    crishim: Crishim, redirecting_front: RedirectingFront, test_images: dict[str, PushedImage]
+) -> None:
+    front, image = redirecting_front, test_images["oci"]
+    ref = f"{front.host}/{image.repository}:{image.tag}"
+    failed = crishim.crictl("pull", "--creds", f"{front.username}:{front.password}", ref, check=False)
+    assert failed.returncode != 0, failed.stdout
+    assert front.third_party.seen, "the blob was never requested from the redirect target"
+    leaked = [(path, header) for path, header in front.third_party.seen if header]
+    assert not leaked, f"the redirect target was sent credentials: {leaked}"
+    assert grpc_code(failed.stderr) == "Unauthenticated", failed.stderr
+    assert crishim.images() == []
