@@ -94,12 +94,34 @@ class RegistryClient:
         digest_header = response.headers.get("Docker-Content-Digest")
         size_header = response.headers.get("Content-Length")
         if not (digest_header and size_header) or response.status_code != 200:
-            response = self._request(host, "GET", path, headers)
-            if len(response.content) > _MAX_MANIFEST:
-                raise InvalidArgument(f"{self.registry}/{self.repository}:{obj}: manifest larger than "
-                                      f"{_MAX_MANIFEST} bytes")
-            return self._descriptor(response, obj, response.content)
+            return self._with_retries(host, lambda: self._get_manifest(host, path, headers, obj))
         return self._descriptor(response, obj, None)
+
+    def _get_manifest(self, host: RegistryHost, path: str, headers: dict[str, str], obj: str) -> Descriptor:
+        """GET a manifest, reading no more than its bound: a registry may send an endless body."""
+        too_large = InvalidArgument(f"{self.registry}/{self.repository}:{obj}: manifest larger than "
+                                    f"{_MAX_MANIFEST} bytes")
+        with self._stream(host, path, headers) as response:
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdecimal() and int(declared) > _MAX_MANIFEST:
+                raise too_large
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > _MAX_MANIFEST:
+                    raise too_large
+            return self._descriptor(response, obj, bytes(body))
+
+    def _with_retries(self, host: RegistryHost, action: Callable[[], _T]) -> _T:
+        """``action``, again after a backoff while it fails with Unavailable (5xx, 429, a dropped stream)."""
+        for attempt in range(self._retries):
+            try:
+                return action()
+            except Unavailable:
+                if host in self._unreachable:
+                    raise
+                self._sleep(attempt)
+        return action()
 
     def _descriptor(self, response: httpx.Response, obj: str, body: bytes | None) -> Descriptor:
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()

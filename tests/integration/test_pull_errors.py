@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +98,58 @@ def test_unsupported_config_media_type_is_invalid_argument(seeded: Crishim, regi
     stderr = pull_fails(seeded, f"{registry.host}/test/helm-chart:v1")
     assert grpc_code(stderr) == "InvalidArgument", stderr
     assert "unsupported media type" in stderr
+
+
+class _EndlessManifest(BaseHTTPRequestHandler):
+    """A HEAD without Docker-Content-Digest (so a client must GET), and a GET whose body never ends."""
+
+    sent = 0
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Type", OCI_MANIFEST)
+        self.end_headers()
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Type", OCI_MANIFEST)
+        self.end_headers()
+        chunk = b" " * (1 << 20)
+        try:
+            for _ in range(ENDLESS_MIB):
+                self.wfile.write(chunk)
+                type(self).sent += len(chunk)
+        except OSError:
+            pass  # the client stopped reading, as it should
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+ENDLESS_MIB = 512
+
+
+@pytest.fixture
+def endless_manifest() -> Iterator[str]:
+    _EndlessManifest.sent = 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EndlessManifest)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _peak_rss_mib(pid: int) -> int:
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return int(fields["VmHWM"].split()[0]) // 1024
+
+
+def test_manifest_without_digest_header_is_read_within_its_bound(seeded: Crishim, endless_manifest: str) -> None:
+    assert seeded.process is not None
+    peak_before = _peak_rss_mib(seeded.process.pid)
+    stderr = pull_fails(seeded, f"{endless_manifest}/test/endless:v1")
+    assert grpc_code(stderr) == "InvalidArgument", stderr
+    assert "manifest larger than" in stderr
+    # The 4 MiB bound plus what socket buffers hold; the whole body is half a GiB.
+    assert _EndlessManifest.sent < 64 << 20, f"the client read {_EndlessManifest.sent} bytes"
+    assert _peak_rss_mib(seeded.process.pid) - peak_before < 64
