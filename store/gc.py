@@ -47,10 +47,13 @@ def collect(db: MetadataDB, content: ContentStore) -> GCResult:
         for namespace in tx.namespaces():
             _drop_expired_leases(tx, namespace)
             _sweep_namespace(tx, namespace, result)
+    # Files go only after the records that named them are committed away, so a kill -9 at any point
+    # leaves at worst a blob nothing records (the next collection takes it), never a record without its
+    # blob. This second transaction writes nothing: it holds the writer lock so that no pull records or
+    # leases a blob between the check and the unlink.
+    with db.transaction() as tx:
         recorded = tx.content_digests()
         leased = {Digest.parse(key) for _, _, kind, key in tx.lease_resources() if kind == LEASE_CONTENT}
-        # Blobs go while the transaction holds the writer lock, so no pull can
-        # record one of them in between.
         for info in list(content.walk()):
             if info.digest not in recorded and info.digest not in leased:
                 _remove_blob(content, info.digest, result)

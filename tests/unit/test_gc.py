@@ -1,4 +1,7 @@
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -105,3 +108,38 @@ def test_abandoned_ingests_are_dropped(stores: tuple[MetadataDB, ContentStore]) 
     os.utime(data, (0, 0))
     collect(db, content)
     assert [s.ref for s in content.ingests()] == ["fresh"]
+
+
+_KILLED_IN_GC = """
+import os, signal, sys
+from pathlib import Path
+from store.content import ContentStore
+from store.gc import collect
+from store.metadata import MetadataDB
+
+def unlink_then_die(self, digest):
+    self.blob_path(digest).unlink()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+ContentStore.delete = unlink_then_die
+root = Path(sys.argv[1])
+collect(MetadataDB(root / "meta.db"), ContentStore(root / "content"))
+"""
+
+
+def test_kill_9_after_the_first_blob_unlink_leaves_no_record_without_its_file(tmp_path: Path) -> None:
+    db, content = MetadataDB(tmp_path / "meta.db"), ContentStore(tmp_path / "content")
+    image(db, content, "one", [b"only-one-a", b"only-one-b"])
+    image(db, content, "two", [b"only-two"])
+    with db.transaction() as tx:
+        tx.delete_image(NS, "one")
+    db.close()
+    child = subprocess.run([sys.executable, "-c", _KILLED_IN_GC, str(tmp_path)],
+                           cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=60)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    db = MetadataDB(tmp_path / "meta.db")
+    missing = [r.digest for r in db.list_content(NS) if not content.exists(r.digest)]
+    assert missing == [], "content records whose blob is gone"
+    collect(db, content)  # the next collection finishes the job
+    assert {r.digest for r in db.list_content(NS)} == {d.digest for d in content.walk()}
+    assert len(db.list_content(NS)) == 2
