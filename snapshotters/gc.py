@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import structlog
 
-from errdefs import FailedPrecondition, NotFound
+from errdefs import CrishimError, FailedPrecondition, NotFound
 from snapshotters.snapshotter import Info, Kind, Snapshotter
 
 __all__ = ["prune"]
@@ -33,6 +33,9 @@ def prune(sn: Snapshotter, live: set[str]) -> list[str]:
                 removed.append(key)
             except (NotFound, FailedPrecondition) as exc:
                 log.info("snapshot.gc_skipped", key=key, reason=str(exc))
+            except (CrishimError, OSError) as exc:
+                # One snapshot that cannot go must not keep the others: it is retried next time.
+                log.warning("snapshot.gc_failed", key=key, error=str(exc))
         doomed -= set(leaves)
     return removed
 

@@ -2,8 +2,8 @@
 
 Folders are built under ``snapshots/new-<random>`` and renamed to
 ``snapshots/<id>`` inside the metadata transaction, so a crash never leaves a
-half-made snapshot visible; removal deletes the record first and the folder
-after. ``cleanup`` sweeps whatever a crash left between the two.
+half-made snapshot visible; removal commits the deletion of the record first
+and removes the folder after. ``cleanup`` sweeps whatever a crash left between the two.
 """
 
 from __future__ import annotations
@@ -74,10 +74,16 @@ class LocalSnapshotter(Snapshotter):
             tx.commit(name, key, disk_usage(self._fs(record.id)), labels)
 
     def remove(self, key: str) -> None:
+        # The record goes first and its folder after, so a kill -9 in between leaves a folder no record
+        # owns (cleanup() sweeps it; ids are never reused) rather than a record without its folder. A
+        # folder already gone, from a crash of an older version, does not stop the removal.
         with self._store.transaction() as tx:
             record = tx.remove(key)
-            doomed = self.snapshots_dir / f"rm-{record.id}"
+        doomed = self.snapshots_dir / f"rm-{record.id}"
+        try:
             os.rename(self._dir(record.id), doomed)
+        except FileNotFoundError:
+            return
         shutil.rmtree(doomed, ignore_errors=True)
 
     def walk(self, fn: Callable[[Info], None], filters: Iterable[str] = ()) -> None:
