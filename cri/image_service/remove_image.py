@@ -1,4 +1,4 @@
-"""RemoveImage: drop every name of the image, then collect what nothing refers to."""
+"""RemoveImage: drop every name of the image; what nothing refers to any more is collected in the background."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ def remove_image(svc: ImageService, request: api_pb2.RemoveImageRequest) -> api_
         for name in image.names:
             with contextlib.suppress(NotFound):  # removed concurrently
                 tx.delete_image(CRI_NAMESPACE, name)
-    result = svc.collect_garbage()
-    log.info("image.removed", image=image.id, names=list(image.names), blobs_removed=len(result.removed_blobs))
+    # As containerd: blobs and snapshots go in a collection after the answer, which for a large image takes
+    # seconds (longer than crictl's timeout).
+    svc.schedule_garbage_collection()
+    log.info("image.removed", image=image.id, names=list(image.names))
     return api_pb2.RemoveImageResponse()

@@ -11,6 +11,7 @@ from cri.api.runtime.v1 import api_pb2, api_pb2_grpc
 from cri.config import Config
 from cri.constants import CRI_NAMESPACE
 from cri.image_service.catalog import ImageCatalog
+from cri.image_service.collector import BackgroundCollector
 from cri.image_service.image_fs_info import image_fs_info
 from cri.image_service.image_status import image_status
 from cri.image_service.list_images import list_images
@@ -59,6 +60,7 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
         self._pulls = 0
         self._pruning = False
         self._pulls_changed = threading.Condition()
+        self._collector = BackgroundCollector(self.collect_garbage)
 
     @classmethod
     def from_config(cls, config: Config, metrics: Metrics) -> ImageService:
@@ -69,6 +71,7 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
         return self.snapshotters[self.snapshotter_name]
 
     def close(self) -> None:
+        self._collector.close()
         for sn in self.snapshotters.values():
             sn.close()
         self.db.close()
@@ -103,6 +106,10 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
                     self._pruning = False
                     self._pulls_changed.notify_all()
             return result
+
+    def schedule_garbage_collection(self) -> None:
+        """``collect_garbage`` soon, on the collector's thread."""
+        self._collector.request()
 
     def PullImage(self, request: Any, context: Any) -> api_pb2.PullImageResponse:
         return pull_image(self, request)
