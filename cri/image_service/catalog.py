@@ -3,12 +3,13 @@
 containerd's CRI keeps three image records per pull (by tag, by repo digest and
 by id), all pointing at the same target. Here they are read back and grouped by
 the config digest they lead to, which is the CRI image id. Resolving a target to
-its config reads immutable content, so the result is cached by target digest.
+its config reads immutable content, so the result is cached by target digest; the
+cache forgets targets no record names any more and is bounded in entries and in
+config bytes.
 """
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from store.content import ContentStore
 from store.descriptor import Descriptor, ImageConfig, Index, Manifest
 from store.digest import Digest
 from store.identity import chain_id
+from store.lru import LRUCache
 from store.metadata import ImageRecord, MetadataDB
 from store.platforms import Platform, ranked
 from store.reference import Reference
@@ -28,6 +30,9 @@ __all__ = ["CRIImage", "ImageCatalog", "image_record_labels"]
 _EPOCH = datetime.fromtimestamp(0, UTC)
 # The label containerd's CRI sets on the image records it manages.
 LABEL_MANAGED = "io.cri-containerd.image"
+# Configs may be up to 32 MiB each; the cache holds at most this many bytes of them.
+_CACHE_ENTRIES = 1024
+_CACHE_CONFIG_BYTES = 64 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +65,19 @@ class ImageCatalog:
         self._content = content
         self._namespace = namespace
         self._platform = platform
-        self._resolved: dict[Digest, _Resolved] = {}
-        self._lock = threading.Lock()
+        self._resolved: LRUCache[Digest, _Resolved] = LRUCache(
+            _CACHE_ENTRIES, _CACHE_CONFIG_BYTES, lambda r: r.config.size)
+
+    @property
+    def cached(self) -> int:
+        """How many resolved targets are held (for tests and metrics)."""
+        return len(self._resolved)
 
     def all(self) -> list[CRIImage]:
         groups: dict[Digest, list[ImageRecord]] = defaultdict(list)
-        for record in self._db.list_images(self._namespace):
+        records = self._db.list_images(self._namespace)
+        self._resolved.keep_only(record.target.digest for record in records)
+        for record in records:
             try:
                 resolved = self._resolve_target(record.target)
             except (NotFound, InvalidArgument):
@@ -109,13 +121,11 @@ class ImageCatalog:
                         first.target, resolved.manifest, resolved.image_config)
 
     def _resolve_target(self, target: Descriptor) -> _Resolved:
-        with self._lock:
-            cached = self._resolved.get(target.digest)
+        cached = self._resolved.get(target.digest)
         if cached is not None:
             return cached
         resolved = self._read(target)
-        with self._lock:
-            self._resolved[target.digest] = resolved
+        self._resolved.put(target.digest, resolved)
         return resolved
 
     def _read(self, target: Descriptor) -> _Resolved:
