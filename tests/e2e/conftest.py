@@ -1,0 +1,59 @@
+"""End-to-end tests: real kubelet, kube-apiserver, etcd and kubectl driving crishim.
+
+Every test here is marked ``e2e`` (``pytest -m e2e`` runs them alone) and runs after the rest of the session:
+the Kubernetes binaries are built in the background from the start of the session (see
+tests/support/kube_build.py), so the other phases run while they compile.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.kube_build import (
+    CACHE_ROOT,
+    Build,
+    KubeBinaries,
+    pinned_versions,
+    start_background_build,
+    wait_for_build,
+)
+from tests.support.report import say
+
+HERE = Path(__file__).resolve().parent
+BUILD = pytest.StashKey[Build]()
+
+
+def _is_e2e(item: pytest.Item) -> bool:
+    return HERE in item.path.parents
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    e2e = [item for item in items if _is_e2e(item)]
+    for item in e2e:
+        item.add_marker(pytest.mark.e2e)
+    # Last, so the background build has the whole rest of the session to finish.
+    items[:] = [item for item in items if not _is_e2e(item)] + e2e
+
+
+def _build_log() -> Path:
+    return CACHE_ROOT / "kube" / f"build-{pinned_versions()[0]}.log"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly or not any(_is_e2e(item) for item in session.items):
+        return
+    build = start_background_build(_build_log())
+    session.config.stash[BUILD] = build
+    if build.process is not None:
+        say(session.config, f"kube binaries: not cached, building in the background (log {build.log})")
+
+
+@pytest.fixture(scope="session")
+def kube_binaries(request: pytest.FixtureRequest) -> KubeBinaries:
+    binaries, waited = wait_for_build(request.config.stash.get(BUILD, None), _build_log())
+    origin = f"waited {waited:.0f} s for the build" if waited else "cached"
+    say(request.config, f"kube binaries {binaries.version}: {origin} (the build took "
+                        f"{binaries.kube_build_seconds} s)")
+    return binaries
