@@ -1,0 +1,71 @@
+"""A Kubernetes node for the tests: crishim on a throw-away CNI network, and a real kubelet on its socket.
+
+The node IP is the gateway address of the test's bridge (kubelet refuses loopback), so the bridge is made and
+given that address before kubelet starts; the CNI bridge plugin finds it as it would have made it. On exit
+kubelet stops, every pod is removed through crishim and checked for leftovers (tests/support/cri_env.py),
+the network goes, then the cgroups kubelet made; a host tunable or KUBE-* iptables rule that changed fails
+the test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.support.cni_network import Network
+from tests.support.cri_env import CriEnv, cri_environment
+from tests.support.daemon import Crishim
+from tests.support.images import PushedImage
+from tests.support.kube_build import KubeBinaries
+from tests.support.kube_host import cgroup_root, kube_iptables_rules, sysctl_shadow
+from tests.support.kubelet import Kubelet, KubeletSettings, running_kubelet
+from tests.support.procs import run
+from tests.support.registry import Registry
+
+__all__ = ["KubeNode", "kube_node"]
+
+
+@dataclass
+class KubeNode:
+    name: str
+    env: CriEnv
+    kubelet: Kubelet
+
+    @property
+    def crishim(self) -> Crishim:
+        return self.env.daemon
+
+    @property
+    def network(self) -> Network:
+        return self.env.network
+
+    @property
+    def ip(self) -> str:
+        return str(self.network.gateway)
+
+
+def _bridge_with_gateway(network: Network) -> None:
+    run("ip", "link", "add", "name", network.bridge, "type", "bridge")
+    run("ip", "addr", "add", f"{network.gateway}/{network.subnet.prefixlen}", "dev", network.bridge)
+    run("ip", "link", "set", network.bridge, "up")
+
+
+@contextlib.contextmanager
+def kube_node(workdir: Path, registry: Registry, image: PushedImage, binaries: KubeBinaries, *,
+              kubeconfig: Path | None = None, overrides: dict[str, Any] | None = None) -> Iterator[KubeNode]:
+    name = f"crishim-e2e-{secrets.token_hex(3)}"
+    iptables_before = kube_iptables_rules()
+    shadow = sysctl_shadow(workdir / "sysctl")
+    with cgroup_root(name) as cgroups, cri_environment(workdir / "cri", registry, image) as env:
+        _bridge_with_gateway(env.network)
+        settings = KubeletSettings(binaries.kubelet, name, str(env.network.gateway), env.daemon.socket, cgroups,
+                                   kubeconfig, overrides or {})
+        with running_kubelet(settings, workdir / "kubelet", shadow) as kubelet:
+            yield KubeNode(name, env, kubelet)
+    changed = {t: (before, now) for t, now in shadow.host_now().items() if (before := shadow.host_values[t]) != now}
+    assert not changed, f"kubelet changed host tunables (before, after): {changed}"
+    assert kube_iptables_rules() == iptables_before, "kubelet changed the host's KUBE-* iptables rules"
