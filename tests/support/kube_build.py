@@ -8,6 +8,7 @@ itself holds a lock while it builds, so sessions in other checkouts share one bu
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -31,7 +32,8 @@ __all__ = [
 ]
 
 BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "script" / "setup" / "build-kube"
-CACHE_ROOT = Path("/var/cache/crishim-tests")
+# The script's own default and override.
+CACHE_ROOT = Path(os.environ.get("CRISHIM_CACHE", "/var/cache/crishim-tests"))
 _PIN = re.compile(r"^(KUBE_VERSION|CRITEST_VERSION)=\$\{\1:-(v[0-9.]+)\}$", re.MULTILINE)
 
 
