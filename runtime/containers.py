@@ -36,6 +36,7 @@ from runtime.undo import quietly
 from runtime.user import resolve_user
 from snapshotters.mount import mount_all, unmount
 from snapshotters.snapshotter import Snapshotter
+from store.descriptor import process_config
 from store.locks import KeyedLocks
 from store.metadata import MetadataDB
 
@@ -111,7 +112,7 @@ class ContainerManager:
             image_ref=config.image.image, image_id=image.id,
             image_repo_digest=image.repo_digests[0] if image.repo_digests else image.id,
             snapshot_key=container_id, snapshotter=self._sn_name, log_path=str(log_path), bundle=str(bundle),
-            stop_signal=str(image.config.get("config", {}).get("StopSignal") or "SIGTERM"))
+            stop_signal=str(process_config(image.config).get("StopSignal") or "SIGTERM"))
         _signal(record.stop_signal)  # an image whose stop signal is unknown could never be stopped gracefully
         with self._locks.hold(container_id), contextlib.ExitStack() as undo:
             self._save(record)  # reserves the name
@@ -270,8 +271,8 @@ class ContainerManager:
         sandbox_config = sandbox.config
         return oci_spec.SpecInputs(
             container_id=record.id, sandbox_id=sandbox.id, config=config, sandbox_config=sandbox_config,
-            image_config=image.config.get("config") or {}, rootfs=str(rootfs),
-            user=resolve_user(rootfs, str((image.config.get("config") or {}).get("User") or ""),
+            image_config=process_config(image.config), rootfs=str(rootfs),
+            user=resolve_user(rootfs, str(process_config(image.config).get("User") or ""),
                               config.linux.security_context),
             namespaces=PodNamespaces(
                 net=Path(sandbox.netns) if sandbox.netns else None, ipc=Path(sandbox.ipcns) if sandbox.ipcns else None,

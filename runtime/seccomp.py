@@ -163,6 +163,8 @@ def load_profile(path: str) -> dict[str, Any]:
         profile = json.loads(text)
     except ValueError as exc:
         raise errdefs.InvalidArgument(f"decoding seccomp profile {path!r} failed: {exc}") from exc
+    except RecursionError:
+        raise errdefs.InvalidArgument(f"decoding seccomp profile {path!r} failed: nested too deeply") from None
     if not isinstance(profile, dict) or not isinstance(profile.get("syscalls", []), list):
         raise errdefs.InvalidArgument(f"seccomp profile {path!r} is not a JSON object with a syscalls list")
     out = {key: profile[key] for key in PROFILE_KEYS if key in profile}

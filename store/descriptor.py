@@ -11,7 +11,7 @@ from store import mediatypes
 from store.digest import Digest
 from store.platforms import Platform
 
-__all__ = ["Descriptor", "ImageConfig", "Index", "Manifest", "parse_json"]
+__all__ = ["Descriptor", "ImageConfig", "Index", "Manifest", "parse_json", "process_config"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +35,7 @@ class Descriptor:
             digest=Digest.parse(str(doc.get("digest", ""))),
             size=size,
             platform=Platform.from_spec(platform) if isinstance(platform, dict) else None,
-            annotations={str(k): str(v) for k, v in (doc.get("annotations") or {}).items()},
+            annotations=_string_map(doc.get("annotations"), "descriptor annotations"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -97,10 +97,38 @@ class ImageConfig:
         diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
         if not isinstance(diff_ids, list):
             raise InvalidArgument("malformed image config: no rootfs.diff_ids")
-        config = doc.get("config") or {}
-        user = config.get("User", "") if isinstance(config, dict) else ""
-        return cls(Platform.from_spec(doc), str(user or ""),
-                   tuple(Digest.parse(str(d)) for d in diff_ids), doc)
+        config = doc.get("config")
+        if config is None:
+            config = {}  # null is an empty config, as Go decodes it
+        if not isinstance(config, dict):
+            raise InvalidArgument("malformed image config: config is not an object")
+        user = config.get("User")
+        if user is not None and not isinstance(user, str):
+            raise InvalidArgument("malformed image config: config.User is not a string")
+        return cls(Platform.from_spec(doc), user or "", tuple(Digest.parse(str(d)) for d in diff_ids), doc)
+
+    @property
+    def process(self) -> dict[str, Any]:
+        """The ``config`` object (Env, Cmd, Entrypoint, User...); empty when the image gives none."""
+        return process_config(self.raw)
+
+
+def process_config(raw: dict[str, Any]) -> dict[str, Any]:
+    """The ``config`` object of a parsed image config; ``null`` or missing is an empty one."""
+    config = raw.get("config")
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise InvalidArgument("malformed image config: config is not an object")
+    return config
+
+
+def _string_map(value: Any, what: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise InvalidArgument(f"malformed {what}: not an object of strings")
+    return dict(value)
 
 
 def parse_json(data: bytes, what: str) -> dict[str, Any]:
@@ -108,6 +136,8 @@ def parse_json(data: bytes, what: str) -> dict[str, Any]:
         doc = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidArgument(f"malformed {what}: {exc}") from exc
+    except RecursionError:
+        raise InvalidArgument(f"malformed {what}: nested too deeply") from None
     if not isinstance(doc, dict):
         raise InvalidArgument(f"malformed {what}: not a JSON object")
     return doc

@@ -11,10 +11,12 @@ import tarfile
 import pytest
 
 from tests.support.containerd import Containerd
+from tests.support.cri_configs import container_config
+from tests.support.cri_env import CriEnv
 from tests.support.daemon import Crishim
 from tests.support.images import PushedImage
 from tests.support.registry import Registry
-from tests.support.registry_push import descriptor, push_blob, push_manifest
+from tests.support.registry_push import descriptor, push_blob, push_manifest, push_variant
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -67,3 +69,18 @@ def test_image_user_that_is_no_uid_is_a_username_and_breaks_no_listing(
     assert crishim.crictl_json("inspecti", ref)["status"]["username"] == mine[ref]["username"]
     crishim.crictl("rmi", ref)
     assert [i["repoTags"] for i in crishim.images()] == [[good]]
+
+
+def test_an_image_config_of_null_is_an_empty_one_for_create_container(
+    cri: CriEnv, registry: Registry, test_images: dict[str, PushedImage]
+) -> None:
+    base = test_images["oci"]
+    ref = push_variant(registry, base.repository, base.tag, "test/hostile-config-null",
+                       edit_config=lambda doc: doc.__setitem__("config", None))
+    cri.crictl("pull", ref)
+    pod_id = cri.runp()
+    config = container_config("null-config", ref, command=["/bin/sh", "-c", "echo $PATH; exit 3"])
+    container_id = cri.create(pod_id, config).stdout.strip()
+    cri.start(container_id)
+    status = cri.wait_state(container_id, "CONTAINER_EXITED")
+    assert status["exitCode"] == 3

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.compare import grpc_code
@@ -15,8 +17,9 @@ from tests.support.containerd import Containerd
 from tests.support.daemon import Crishim
 from tests.support.images import PushedImage
 from tests.support.procs import free_port
+from tests.support.proxy_registry import overriding_proxy
 from tests.support.registry import Registry
-from tests.support.registry_push import descriptor, push_blob, push_manifest
+from tests.support.registry_push import descriptor, push_blob, push_manifest, push_variant
 
 
 @pytest.fixture
@@ -153,3 +156,52 @@ def test_manifest_without_digest_header_is_read_within_its_bound(seeded: Crishim
     # The 4 MiB bound plus what socket buffers hold; the whole body is half a GiB.
     assert _EndlessManifest.sent < 64 << 20, f"the client read {_EndlessManifest.sent} bytes"
     assert _peak_rss_mib(seeded.process.pid) - peak_before < 64
+
+
+def _deeply_nested_manifest(registry: Registry, base: PushedImage) -> bytes:
+    with httpx.Client(base_url=registry.url, timeout=30) as client:
+        doc = client.get(f"/v2/{base.repository}/manifests/{base.tag}", headers={"Accept": OCI_MANIFEST}).json()
+    # Deeper than Python's recursion limit, within the registry's (Go's encoding/json allows 10,000).
+    body = json.dumps(doc)
+    return (body[:-1] + ', "nested": ' + "[" * 5000 + "]" * 5000 + "}").encode()
+
+
+def _set(key: str, value: object) -> Callable[[dict[str, Any]], None]:
+    return lambda doc: doc.__setitem__(key, value)
+
+
+def _manifest_of(registry: Registry, image: PushedImage) -> dict[str, Any]:
+    with httpx.Client(base_url=registry.url, timeout=30) as client:
+        got = client.get(f"/v2/{image.repository}/manifests/{image.tag}", headers={"Accept": OCI_MANIFEST})
+        got.raise_for_status()
+        return dict(got.json())
+
+
+@pytest.mark.parametrize("annotations", [["a", "b"], {"a": {"b": "c"}}, "text"])
+def test_descriptor_annotations_that_are_no_string_map_are_invalid_argument(
+    seeded: Crishim, registry: Registry, test_images: dict[str, PushedImage], annotations: object
+) -> None:
+    base = test_images["oci"]
+    manifest = _manifest_of(registry, base)
+    manifest["layers"][0]["annotations"] = annotations
+    path = f"/v2/{base.repository}/manifests/{base.tag}"
+    with overriding_proxy(registry, {path: (OCI_MANIFEST, json.dumps(manifest).encode())}) as host:
+        stderr = pull_fails(seeded, f"{host}/{base.repository}:{base.tag}")
+    assert grpc_code(stderr) == "InvalidArgument", stderr
+
+
+@pytest.mark.parametrize("case", ["config-string", "config-list", "nested-5000"])
+def test_malformed_image_documents_are_invalid_argument(
+    seeded: Crishim, registry: Registry, test_images: dict[str, PushedImage], case: str
+) -> None:
+    base = test_images["oci"]
+    repository = f"test/malformed-{case}"
+    if case == "config-string":
+        ref = push_variant(registry, base.repository, base.tag, repository, edit_config=_set("config", "text"))
+    elif case == "config-list":
+        ref = push_variant(registry, base.repository, base.tag, repository, edit_config=_set("config", []))
+    else:
+        ref = push_variant(registry, base.repository, base.tag, repository,
+                           raw_manifest=_deeply_nested_manifest(registry, base))
+    stderr = pull_fails(seeded, ref)
+    assert grpc_code(stderr) == "InvalidArgument", stderr
