@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.containerd import Containerd
+from tests.support.containerd_pods import containerd_pods, pause_image  # noqa: F401  (fixtures of the oracle tests)
 from tests.support.cri_env import cri, cri_factory  # noqa: F401  (fixtures of the pod and container tests)
 from tests.support.daemon import Crishim, launch
 from tests.support.images import PULLABLE, PushedImage

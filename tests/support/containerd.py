@@ -93,12 +93,14 @@ def start_containerd(
     extra_config: str = "",
     disabled_plugins: tuple[str, ...] = DISABLED_PLUGINS,
     sandbox_image: str = "",
+    cni_conf_dir: Path | None = None,
 ) -> Containerd:
     """Start containerd in workdir; ``extra_config`` is TOML appended to its config file."""
     exe = binary("containerd")
     binary("ctr")
     workdir.mkdir(parents=True, exist_ok=True)
-    config = _write_config(workdir, extra_config, disabled_plugins, sandbox_image)
+    config = _write_config(workdir, extra_config, disabled_plugins, sandbox_image,
+                           cni_conf_dir or workdir / "cni" / "net.d")
     proc = spawn([exe, "--config", config], workdir / "containerd.log")
     oracle = Containerd(workdir, proc, Crictl(workdir / "state" / "containerd.sock", empty_config(workdir)))
     for host in trusted_hosts:
@@ -120,7 +122,8 @@ def _answers(oracle: Containerd) -> bool:
     return oracle.crictl_client.run("version", check=False).returncode == 0
 
 
-def _write_config(workdir: Path, extra_config: str, disabled_plugins: tuple[str, ...], sandbox_image: str) -> Path:
+def _write_config(workdir: Path, extra_config: str, disabled_plugins: tuple[str, ...], sandbox_image: str,
+                  cni_conf_dir: Path) -> Path:
     q = json.dumps  # TOML basic strings accept JSON string escapes
     cri = '[plugins."io.containerd.grpc.v1.cri"]'
     text = f"""version = 2
@@ -147,7 +150,7 @@ disabled_plugins = {json.dumps(list(disabled_plugins))}
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
   [plugins."io.containerd.grpc.v1.cri".cni]
-    conf_dir = {q(str(workdir / "cni" / "net.d"))}
+    conf_dir = {q(str(cni_conf_dir))}
     bin_dir = "/usr/lib/cni"
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = {q(str(workdir / "certs.d"))}

@@ -23,8 +23,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
+from cri.api.runtime.v1 import api_pb2_grpc
 from tests.conftest import phase_failed
 from tests.support.cni_network import PLUGIN_DIR, Network, temporary_network
 from tests.support.cri_configs import container_config, pod_config, write_json
@@ -68,6 +70,11 @@ class CriEnv:
 
     def json(self, *args: str) -> Any:
         return self.daemon.crictl_json(*args)
+
+    def rpc(self, method: str, request: Any) -> Any:
+        """One RuntimeService call over gRPC, for the fields crictl does not print."""
+        with grpc.insecure_channel(f"unix://{self.daemon.socket}") as channel:
+            return getattr(api_pb2_grpc.RuntimeServiceStub(channel), method)(request, timeout=60)
 
     def pull(self) -> None:
         self.crictl("pull", self.image.ref)
