@@ -34,10 +34,10 @@ def files_of(folder: Path) -> PodFiles:
     return PodFiles(folder / "hostname", folder / "hosts", folder / "resolv.conf", folder / "shm")
 
 
-def write_pod_files(folder: Path, config: api_pb2.PodSandboxConfig, host_ipc: bool) -> PodFiles:
+def write_pod_files(folder: Path, config: api_pb2.PodSandboxConfig, hostname: str, host_ipc: bool) -> PodFiles:
     folder.mkdir(parents=True, exist_ok=True)
     files = files_of(folder)
-    files.hostname.write_text(f"{config.hostname}\n" if config.hostname else "")
+    files.hostname.write_text(f"{hostname}\n")
     _copy_or_empty(_HOST_HOSTS, files.hosts)
     if config.HasField("dns_config"):
         files.resolv_conf.write_text(resolv_conf(config.dns_config))

@@ -23,6 +23,7 @@ from cri.api.runtime.v1 import api_pb2
 from errdefs import InvalidArgument, NotFound
 from runtime import namespaces
 from runtime.cni import CNI, PodRef, PortMapping
+from runtime.features import HANDLERS
 from runtime.podfiles import remove_pod_files, write_pod_files
 from runtime.records import KIND_SANDBOX, SandboxRecord, SandboxState, encode
 from runtime.undo import quietly
@@ -83,10 +84,12 @@ class PodManager:
         meta = config.metadata
         if not (meta.name and meta.namespace and meta.uid):
             raise InvalidArgument("pod sandbox metadata needs a name, a namespace and a uid")
-        if runtime_handler not in ("", "runc"):
+        if runtime_handler not in HANDLERS:
             raise NotFound(f"runtime handler {runtime_handler!r}: not found (crishim has only runc)")
+        _refuse_user_namespace(config)
         sandbox_id = secrets.token_hex(32)
         modes = _modes(config)
+        # As containerd: a pod that names no hostname gets the node's, in its UTS namespace and /etc/hostname.
         hostname = config.hostname or socket.gethostname()
         record = SandboxRecord(
             id=sandbox_id, name=sandbox_name(meta), config_b64=encode(config), created_at=time.time_ns(),
@@ -101,7 +104,7 @@ class PodManager:
             pinned = namespaces.pin(self._state, sandbox_id, _pinned_kinds(modes),
                                     hostname=None if modes.host_network else hostname)
             undo.callback(quietly, remove_pod_files, Path(record.files_dir))
-            write_pod_files(Path(record.files_dir), config, modes.host_ipc)
+            write_pod_files(Path(record.files_dir), config, hostname, modes.host_ipc)
             record = record.replace(netns=_text(pinned.net), ipcns=_text(pinned.ipc), utsns=_text(pinned.uts),
                                     pid_holder=pinned.pid_holder or 0)
             self._save(record)
@@ -122,7 +125,8 @@ class PodManager:
             if not _modes(record.config).host_network:
                 self._detach(record)  # from CNI's cache, so also after the netns is gone
             namespaces.stop_pid_holder(self._state, record.id)
-            self._save(record.replace(state=SandboxState.NOTREADY, pid_holder=0))
+            # The IPs went back to IPAM with the CNI DEL: containerd reports none for a stopped pod either.
+            self._save(record.replace(state=SandboxState.NOTREADY, pid_holder=0, ips=()))
         log.info("pod.stopped", sandbox=record.id)
 
     def remove(self, sandbox_id: str) -> None:
@@ -171,6 +175,13 @@ class PodManager:
 def _modes(config: api_pb2.PodSandboxConfig) -> _Modes:
     options = config.linux.security_context.namespace_options
     return _Modes(options.network == NODE, options.ipc == NODE, options.pid)
+
+
+def _refuse_user_namespace(config: api_pb2.PodSandboxConfig) -> None:
+    # Status reports no user namespace support: a pod asking for one must not run without it.
+    options = config.linux.security_context.namespace_options
+    if options.HasField("userns_options") and options.userns_options.mode == POD:
+        raise InvalidArgument("user namespaces are not supported: the runtime handler reports user_namespaces false")
 
 
 def _pinned_kinds(modes: _Modes) -> set[str]:

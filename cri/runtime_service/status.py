@@ -1,4 +1,5 @@
-"""Status: the runtime and network conditions kubelet waits on before scheduling pods.
+"""Status: the runtime and network conditions kubelet waits on before scheduling pods, and the runtime
+handlers with their features (kubelet copies them into the node's status.runtimeHandlers and status.features).
 
 NetworkReady follows the CNI configuration: false, with the reason, while no
 usable network config exists, as with containerd.
@@ -11,6 +12,7 @@ import platform
 from typing import TYPE_CHECKING
 
 from cri.api.runtime.v1 import api_pb2
+from runtime import features
 
 if TYPE_CHECKING:
     from cri.runtime_service.service import RuntimeService
@@ -28,10 +30,24 @@ def status(svc: RuntimeService, request: api_pb2.StatusRequest) -> api_pb2.Statu
                                  reason="" if network.ready else NETWORK_NOT_READY_REASON,
                                  message="" if network.ready else f"cni plugin not initialized: {network.reason}"),
     ]
-    response = api_pb2.StatusResponse(status=api_pb2.RuntimeStatus(conditions=conditions))
+    response = api_pb2.StatusResponse(status=api_pb2.RuntimeStatus(conditions=conditions),
+                                      runtime_handlers=_handlers(), features=_features())
     if request.verbose:
         response.info.update(_info(svc, network.reason or "OK"))
     return response
+
+
+def _handlers() -> list[api_pb2.RuntimeHandler]:
+    return [api_pb2.RuntimeHandler(name=name, features=api_pb2.RuntimeHandlerFeatures(
+                recursive_read_only_mounts=handler.recursive_read_only_mounts,
+                user_namespaces=handler.user_namespaces))
+            for name, handler in features.HANDLERS.items()]
+
+
+def _features() -> api_pb2.RuntimeFeatures:
+    runtime = features.RUNTIME
+    return api_pb2.RuntimeFeatures(supplemental_groups_policy=runtime.supplemental_groups_policy,
+                                   user_namespaces_host_network=runtime.user_namespaces_host_network)
 
 
 def _info(svc: RuntimeService, cni_status: str) -> dict[str, str]:
