@@ -32,6 +32,7 @@ from runtime.namespaces import PodNamespaces
 from runtime.oci import OCIRuntime
 from runtime.podfiles import files_of
 from runtime.records import KIND_CONTAINER, ContainerRecord, ContainerState, SandboxRecord, SandboxState, encode
+from runtime.resources import cri_resources, process_user
 from runtime.undo import quietly
 from runtime.user import resolve_user
 from snapshotters.mount import mount_all, unmount
@@ -43,6 +44,11 @@ from store.metadata import MetadataDB
 __all__ = ["ContainerManager", "ImageInfo", "container_name"]
 
 log = structlog.get_logger(__name__)
+
+# While a container is stopped: NotFound, it is gone already; FailedPrecondition, runc knows it but no conmon
+# watches it any more.
+_GONE = (NotFound, FailedPrecondition)
+NO_LOG = Path("/dev/null")  # where conmon writes the output of a container that has no log
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,7 @@ class ContainerManager:
         self._locks = KeyedLocks()
         self._refresh_lock = threading.Lock()
         self._closed = threading.Event()
+        self._stop_signalled: set[str] = set()  # ids sent their stop signal already (containerd keeps it so too)
 
     # Queries.
     def get(self, id_or_prefix: str) -> ContainerRecord:
@@ -106,12 +113,13 @@ class ContainerManager:
         sandbox_config = sandbox.config
         bundle = self._oci.bundle_dir(self._namespace, container_id)
         log_path = _log_path(sandbox_config, config)
+        output = log_path or NO_LOG
         record = ContainerRecord(
             id=container_id, name=container_name(config.metadata, sandbox_config.metadata),
             sandbox_id=sandbox.id, config_b64=encode(config), created_at=time.time_ns(),
             image_ref=config.image.image, image_id=image.id,
             image_repo_digest=image.repo_digests[0] if image.repo_digests else image.id,
-            snapshot_key=container_id, snapshotter=self._sn_name, log_path=str(log_path), bundle=str(bundle),
+            snapshot_key=container_id, snapshotter=self._sn_name, log_path=str(log_path or ""), bundle=str(bundle),
             stop_signal=str(process_config(image.config).get("StopSignal") or "SIGTERM"))
         _signal(record.stop_signal)  # an image whose stop signal is unknown could never be stopped gracefully
         with self._locks.hold(container_id), contextlib.ExitStack() as undo:
@@ -126,9 +134,10 @@ class ContainerManager:
             mount_all(mounts, rootfs)
             spec = oci_spec.container_spec(self._spec_inputs(record, sandbox, config, image, rootfs))
             (bundle / "config.json").write_text(json.dumps(spec))
-            if log_path.parent != Path("."):
+            record = record.replace(user=process_user(spec), resources_b64=encode(cri_resources(spec)))
+            if log_path is not None:
                 log_path.parent.mkdir(parents=True, exist_ok=True)
-            pid = self._oci.create(container_id, bundle, log_path, tty=config.tty, stdin=config.stdin,
+            pid = self._oci.create(container_id, bundle, output, tty=config.tty, stdin=config.stdin,
                                    stdin_once=config.stdin_once)
             record = record.replace(pid=pid)
             self._save(record)
@@ -150,11 +159,30 @@ class ContainerManager:
         self._publish(record, "started")
 
     def stop(self, container_id: str, timeout: float) -> None:
+        """The image's stop signal, up to ``timeout`` seconds of grace, then SIGKILL.
+
+        The container's lock is held to send a signal, never while waiting for the exit: a second stop with
+        a shorter timeout kills the container when its own grace ends, as containerd's does, and the stop
+        signal goes out once however many stops ask for grace.
+        """
         record = self.get(container_id)
+        if timeout > 0:
+            with self._locks.hold(record.id):
+                record = self._refresh(self._load(record.id))
+                if record.state == ContainerState.EXITED:
+                    return
+                if record.id not in self._stop_signalled:
+                    with contextlib.suppress(*_GONE):
+                        self._oci.kill(record.id, _signal(record.stop_signal))
+                    self._stop_signalled.add(record.id)
+            with contextlib.suppress(*_GONE):
+                if self._oci.wait_exit(record.id, timeout) is not None:
+                    self._refresh(self._load(record.id))
+                    return
         with self._locks.hold(record.id):
             record = self._refresh(self._load(record.id))
             if record.state != ContainerState.EXITED:  # also UNKNOWN: its conmon is gone, runc may still run it
-                self._terminate(record, timeout)
+                self._kill(record)
             self._refresh(self._load(record.id))
 
     def remove(self, container_id: str) -> None:
@@ -164,13 +192,14 @@ class ContainerManager:
             return  # CRI: removing a removed container is not an error
         with self._locks.hold(record.id):
             if record.state != ContainerState.EXITED:
-                self._terminate(record, 0)
+                self._kill(record)
             self._oci.delete(record.id, force=True)
             unmount(Path(record.bundle) / "rootfs", detach=True)
             with contextlib.suppress(NotFound):
                 self._sn.remove(record.snapshot_key)
             shutil.rmtree(record.bundle, ignore_errors=True)
             self._forget(record.id)
+            self._stop_signalled.discard(record.id)
         self._publish(record, "deleted")
         log.info("container.removed", container=record.id)
 
@@ -193,15 +222,22 @@ class ContainerManager:
     def update_resources(self, container_id: str, resources: api_pb2.LinuxContainerResources) -> None:
         record = self.get(container_id)
         linux_resources = oci_spec.linux_resources(resources)
-        if record.state in (ContainerState.RUNNING, ContainerState.CREATED):
-            self._oci.update(record.id, linux_resources)
-        # As containerd, the stored spec follows too, so an exited container answers OK.
-        _update_bundle_resources(Path(record.bundle) / "config.json", linux_resources)
+        with self._locks.hold(record.id):
+            record = self._refresh(self._load(record.id))
+            if record.state in (ContainerState.RUNNING, ContainerState.CREATED):
+                self._oci.update(record.id, linux_resources)
+            # As containerd, the stored spec follows too, so an exited container answers OK; the status
+            # reports what the spec now holds.
+            spec = _update_bundle_resources(Path(record.bundle) / "config.json", linux_resources)
+            if spec is not None:
+                self._update(record.replace(resources_b64=encode(cri_resources(spec))))
 
     def reopen_log(self, container_id: str) -> None:
         record = self.get(container_id)
         if record.state != ContainerState.RUNNING:
             raise FailedPrecondition(f"container {record.id} is not running")
+        if not record.log_path:
+            return  # no log to reopen; and conmon would rename a fresh file over /dev/null
         self._oci.reopen_log(record.id)
 
     def writable_layer_usage(self, record: ContainerRecord) -> tuple[int, int]:
@@ -209,21 +245,11 @@ class ContainerManager:
         return usage.size, usage.inodes
 
     # Internals.
-    def _terminate(self, record: ContainerRecord, timeout: float) -> None:
-        """The image's stop signal, up to ``timeout`` seconds of grace, then SIGKILL.
-
-        NotFound: it is gone already; FailedPrecondition: runc knows it but no conmon watches it any more.
-        """
-        gone = (NotFound, FailedPrecondition)
-        if timeout > 0:
-            with contextlib.suppress(*gone):
-                self._oci.kill(record.id, _signal(record.stop_signal))
-            with contextlib.suppress(*gone):
-                if self._oci.wait_exit(record.id, timeout) is not None:
-                    return
-        with contextlib.suppress(*gone):
+    def _kill(self, record: ContainerRecord) -> None:
+        """SIGKILL every process of the container and wait for conmon to see it exit."""
+        with contextlib.suppress(*_GONE):
             self._oci.kill(record.id, signal.SIGKILL, all=True)
-        with contextlib.suppress(*gone):
+        with contextlib.suppress(*_GONE):
             self._oci.wait_exit(record.id, 10)
 
     def watch_exits(self, interval: float = 0.5) -> None:
@@ -313,20 +339,31 @@ class ContainerManager:
 
 
 
-def _update_bundle_resources(spec_path: Path, resources: dict[str, Any]) -> None:
+def _update_bundle_resources(spec_path: Path, resources: dict[str, Any]) -> dict[str, Any] | None:
+    """The bundle's spec with the new resources written into it; None when the bundle is gone."""
     try:
-        spec = json.loads(spec_path.read_text())
+        spec: dict[str, Any] = json.loads(spec_path.read_text())
     except FileNotFoundError:
-        return
-    spec.setdefault("linux", {}).setdefault("resources", {}).update(
-        {k: v for k, v in resources.items() if k != "devices"})
+        return None
+    current = spec.setdefault("linux", {}).setdefault("resources", {})
+    for key, value in resources.items():
+        # runc update leaves what the request does not name as it was; so does the spec, as containerd's.
+        if isinstance(value, dict):
+            current[key] = {**current.get(key, {}), **value}
+        elif key != "devices":
+            current[key] = value
     spec_path.write_text(json.dumps(spec))
+    return spec
 
 
-def _log_path(sandbox_config: api_pb2.PodSandboxConfig, config: api_pb2.ContainerConfig) -> Path:
-    """The log file inside the pod's log directory; a path that leaves it is refused (conmon writes as root)."""
-    if not config.log_path:
-        return Path("/dev/null")
+def _log_path(sandbox_config: api_pb2.PodSandboxConfig, config: api_pb2.ContainerConfig) -> Path | None:
+    """The log file inside the pod's log directory; a path that leaves it is refused (conmon writes as root).
+
+    None when the container or its pod names no log: as containerd, the output is dropped and the status
+    reports an empty log path.
+    """
+    if not config.log_path or not sandbox_config.log_directory:
+        return None
     directory = Path(sandbox_config.log_directory)
     if not directory.is_absolute():
         raise InvalidArgument(f"pod log directory {str(directory)!r} must be an absolute path")

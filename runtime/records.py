@@ -15,7 +15,7 @@ from typing import Any
 
 from cri.api.runtime.v1 import api_pb2
 
-__all__ = ["ContainerRecord", "ContainerState", "SandboxRecord", "SandboxState"]
+__all__ = ["ContainerRecord", "ContainerState", "ProcessUser", "SandboxRecord", "SandboxState"]
 
 KIND_SANDBOX = "sandbox"
 KIND_CONTAINER = "container"
@@ -66,6 +66,15 @@ class SandboxRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessUser:
+    """The identity a container's first process starts with."""
+
+    uid: int
+    gid: int
+    supplemental_groups: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ContainerRecord:
     id: str
     name: str
@@ -88,11 +97,22 @@ class ContainerRecord:
     message: str = ""
     stop_signal: str = "SIGTERM"
     mounts: tuple[dict[str, Any], ...] = field(default=())
+    # What the OCI spec gave the container; None in records written before these were kept.
+    user: ProcessUser | None = None
+    resources_b64: str | None = None  # CRI LinuxContainerResources as applied ("" when nothing is limited)
 
     @property
     def config(self) -> api_pb2.ContainerConfig:
         config: api_pb2.ContainerConfig = api_pb2.ContainerConfig.FromString(base64.b64decode(self.config_b64))
         return config
+
+    @property
+    def resources(self) -> api_pb2.LinuxContainerResources | None:
+        if self.resources_b64 is None:
+            return None
+        resources: api_pb2.LinuxContainerResources = api_pb2.LinuxContainerResources.FromString(
+            base64.b64decode(self.resources_b64))
+        return resources
 
     def replace(self, **changes: Any) -> ContainerRecord:
         return dataclasses.replace(self, **changes)
@@ -102,7 +122,10 @@ class ContainerRecord:
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> ContainerRecord:
-        return cls(**{**doc, "mounts": tuple(doc.get("mounts", ()))})
+        user = doc.get("user")
+        return cls(**{**doc, "mounts": tuple(doc.get("mounts", ())),
+                      "user": None if user is None else ProcessUser(
+                          int(user["uid"]), int(user["gid"]), tuple(user["supplemental_groups"]))})
 
 
 def encode(message: Any) -> str:

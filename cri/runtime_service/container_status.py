@@ -1,4 +1,5 @@
-"""ContainerStatus: state, times, exit code and reason, image, mounts and log path of one container."""
+"""ContainerStatus: state, times, exit code and reason, image, mounts, log path, resources and user of one
+container."""
 
 from __future__ import annotations
 
@@ -53,6 +54,12 @@ def to_status(svc: RuntimeService, record: ContainerRecord) -> api_pb2.Container
         mounts=config.mounts,
         log_path=record.log_path,
     )
+    if (resources := record.resources) is not None:
+        status.resources.linux.CopyFrom(resources)
+        status.resources.linux.SetInParent()  # present even when nothing is limited, as containerd's
+    if (user := record.user) is not None:
+        status.user.linux.CopyFrom(api_pb2.LinuxContainerUser(
+            uid=user.uid, gid=user.gid, supplemental_groups=list(user.supplemental_groups)))
     return status
 
 

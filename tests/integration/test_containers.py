@@ -9,16 +9,20 @@ import selectors
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
+from tests.support.containerd_pods import OracleCri
 from tests.support.cri_env import CriEnv
+from tests.support.procs import wait_until
 from tests.support.tools import binary
 
 # sh waits on a background sleep so that a trapped signal runs its handler at once.
 LOOP = "while true; do busybox sleep 1000 & wait $!; done"
 GRACEFUL = f"trap 'echo got TERM; busybox sleep 1; echo bye; exit 42' TERM; echo ready; {LOOP}"
 STUBBORN = f"trap '' TERM; echo ready; {LOOP}"
+NOTED = f"trap 'echo got TERM' TERM; echo ready; {LOOP}"  # ignores SIGTERM, but says so each time
 
 
 def test_logs_and_following_them(cri: CriEnv) -> None:
@@ -103,6 +107,28 @@ def test_stop_kills_a_process_that_ignores_sigterm_after_the_timeout(cri: CriEnv
     assert cri.status(container_id)["exitCode"] == 137
 
 
+def test_a_shorter_stop_cuts_a_running_grace_period_short(cri: CriEnv, containerd_pods: OracleCri) -> None:
+    seen = {}
+    for name, runtime in (("crishim", cri), ("containerd", containerd_pods)):
+        pod_id = runtime.runp(runtime.pod())
+        container_id = runtime.run(pod_id, runtime.container("slow", command=["sh", "-c", NOTED]))
+        _wait_for_log(runtime, container_id, "ready")
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            started = time.monotonic()
+            first = pool.submit(runtime.crictl, "stop", "-t", "60", container_id)
+            _wait_for_log(runtime, container_id, "got TERM")
+            runtime.crictl("stop", "-t", "1", container_id)  # its grace ends long before the first one's
+            second_took = time.monotonic() - started
+            first.result(timeout=30)
+            first_took = time.monotonic() - started
+        status = runtime.status(container_id)
+        log = runtime.crictl("logs", container_id).stdout.splitlines()
+        seen[name] = (status["state"], status["exitCode"], log)
+        assert second_took < 10 and first_took < 15, (name, second_took, first_took)
+    # The stop signal went out once: the second stop only shortened the wait before SIGKILL.
+    assert seen["crishim"] == seen["containerd"] == ("CONTAINER_EXITED", 137, ["ready", "got TERM"])
+
+
 def test_exit_of_the_process_itself_is_reported(cri: CriEnv) -> None:
     pod_id = cri.runp()
     container_id = cri.run(pod_id, cri.container("short", command=["sh", "-c", "echo done; exit 7"]))
@@ -154,6 +180,11 @@ def test_stopping_an_exited_container_again_sends_no_second_event(cri: CriEnv) -
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
+
+
+def _wait_for_log(runtime: CriEnv | OracleCri, container_id: str, text: str) -> None:
+    wait_until(lambda: text in runtime.crictl("logs", container_id, check=False).stdout, timeout=10,
+               what=f"{text!r} in the log of {container_id[:12]}", interval=0.1)
 
 
 class _Stream:

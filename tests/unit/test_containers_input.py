@@ -28,7 +28,9 @@ def pod(log_directory: str) -> api_pb2.PodSandboxConfig:
 def test_log_path_stays_in_the_pod_directory() -> None:
     config = api_pb2.ContainerConfig(log_path="app/0.log")
     assert str(_log_path(pod("/var/log/pods/p"), config)) == "/var/log/pods/p/app/0.log"
-    assert str(_log_path(pod(""), api_pb2.ContainerConfig())) == "/dev/null"
+    # No log named by the container or by its pod: no log at all, as containerd.
+    assert _log_path(pod("/var/log/pods/p"), api_pb2.ContainerConfig()) is None
+    assert _log_path(pod(""), config) is None
     for bad in ("/etc/shadow", "../../etc/cron.d/x", "a/../../b"):
         with pytest.raises(InvalidArgument):
             _log_path(pod("/var/log/pods/p"), api_pb2.ContainerConfig(log_path=bad))
