@@ -1,20 +1,23 @@
-"""CPU and memory usage of a container's cgroup, on cgroup v1 or v2.
+"""CPU and memory usage of a container's or a pod's cgroup, on cgroup v1 or v2, and CPU rates between samples.
 
-The cgroup is found from the container's init process (/proc/<pid>/cgroup), so
-it works whatever cgroup parent kubelet chose.
+A container's cgroup is found from its init process (/proc/<pid>/cgroup), so it works whatever cgroup parent
+kubelet chose; a pod's is its cgroup parent (cgroupfs paths, the driver crishim reports).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CgroupStats", "cgroup_stats"]
+__all__ = ["CgroupStats", "CpuRates", "cgroup_stats", "parent_cgroup_stats"]
 
 _ROOT = Path("/sys/fs/cgroup")
 # Hybrid hosts list a "0::" line too, but keep the controllers on v1 hierarchies.
 _UNIFIED = (_ROOT / "cgroup.controllers").exists()
+# A limit above this is "no limit": the kernel rounds its maximum down to a page (containerd's bound).
+_UNLIMITED = 1 << 62
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +29,12 @@ class CgroupStats:
     memory_rss: int
     page_faults: int
     major_page_faults: int
+    memory_limit: int | None  # None when unlimited
+
+    @property
+    def memory_available(self) -> int:
+        """The limit less the working set, as kubelet and containerd define it; 0 without a limit."""
+        return 0 if self.memory_limit is None else max(0, self.memory_limit - self.memory_working_set)
 
 
 def cgroup_stats(pid: int) -> CgroupStats | None:
@@ -37,6 +46,50 @@ def cgroup_stats(pid: int) -> CgroupStats | None:
         return _v1(_ROOT / "cpuacct" / paths["cpuacct"].lstrip("/"), _ROOT / "memory" / paths["memory"].lstrip("/"))
     except (FileNotFoundError, ProcessLookupError, KeyError, ValueError):
         return None
+
+
+def parent_cgroup_stats(parent: str) -> CgroupStats | None:
+    """The usage of a cgroupfs parent (a pod's cgroup), None when it does not exist."""
+    relative = parent.strip("/")
+    if not relative or ".." in relative.split("/"):
+        return None
+    try:
+        if _UNIFIED:
+            return _v2(_ROOT / relative)
+        return _v1(_ROOT / "cpuacct" / relative, _ROOT / "memory" / relative)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+class CpuRates:
+    """CPU use in nanocores between one sample of a cgroup and the one before it, as containerd computes it.
+
+    Only the last sample per key is kept, in memory: the first sample of a key (and the first after a restart)
+    gives 0. Samples not renewed for ``forget_after`` seconds (containers and pods that are gone) are dropped.
+    """
+
+    def __init__(self, forget_after: float = 600.0) -> None:
+        self._last: dict[str, tuple[int, int]] = {}  # key -> (usage ns, timestamp ns)
+        self._lock = threading.Lock()
+        self._forget_after_ns = int(forget_after * 1e9)
+        self._swept = 0
+
+    def rate(self, key: str, usage_ns: int, timestamp: int) -> int:
+        with self._lock:
+            previous = self._last.get(key)
+            if previous is None or timestamp > previous[1]:
+                self._last[key] = (usage_ns, timestamp)
+            self._sweep(timestamp)
+        if previous is None or timestamp <= previous[1] or usage_ns < previous[0]:
+            return 0
+        return int((usage_ns - previous[0]) / (timestamp - previous[1]) * 1_000_000_000)
+
+    def _sweep(self, now: int) -> None:
+        if now - self._swept < self._forget_after_ns // 10:
+            return
+        self._swept = now
+        for key in [k for k, (_, seen) in self._last.items() if now - seen > self._forget_after_ns]:
+            del self._last[key]
 
 
 def _cgroup_paths(pid: int) -> dict[str, str]:
@@ -60,6 +113,7 @@ def _v1(cpuacct: Path, memory: Path) -> CgroupStats:
         memory_rss=stat.get("total_rss", 0),
         page_faults=stat.get("total_pgfault", 0),
         major_page_faults=stat.get("total_pgmajfault", 0),
+        memory_limit=_limit((memory / "memory.limit_in_bytes").read_text()),
     )
 
 
@@ -74,7 +128,16 @@ def _v2(group: Path) -> CgroupStats:
         memory_rss=stat.get("anon", 0),
         page_faults=stat.get("pgfault", 0),
         major_page_faults=stat.get("pgmajfault", 0),
+        memory_limit=_limit((group / "memory.max").read_text()),
     )
+
+
+def _limit(text: str) -> int | None:
+    text = text.strip()
+    if text == "max":
+        return None
+    value = int(text)
+    return None if value > _UNLIMITED else value
 
 
 def _keyed(path: Path) -> dict[str, int]:

@@ -1,4 +1,9 @@
-"""ContainerStats, ListContainerStats: CPU and memory from the cgroup, the writable layer from the snapshotter."""
+"""ContainerStats, ListContainerStats: CPU and memory from the cgroup, the writable layer from the snapshotter.
+
+usage_nano_cores is the rate since the previous sample of the same container, whoever asked for it, as
+containerd computes it (0 for the first); available_bytes is the memory limit less the working set (0 when
+unlimited).
+"""
 
 from __future__ import annotations
 
@@ -38,8 +43,10 @@ def to_stats(svc: RuntimeService, record: ContainerRecord) -> api_pb2.ContainerS
     if usage is not None:
         stats.cpu.timestamp = usage.timestamp
         stats.cpu.usage_core_nano_seconds.value = usage.cpu_usage_ns
+        stats.cpu.usage_nano_cores.value = svc.cpu_rates.rate(record.id, usage.cpu_usage_ns, usage.timestamp)
         stats.memory.timestamp = usage.timestamp
         stats.memory.working_set_bytes.value = usage.memory_working_set
+        stats.memory.available_bytes.value = usage.memory_available
         stats.memory.usage_bytes.value = usage.memory_usage
         stats.memory.rss_bytes.value = usage.memory_rss
         stats.memory.page_faults.value = usage.page_faults

@@ -1,13 +1,22 @@
-"""PodSandboxStats, ListPodSandboxStats: the sum of the pod's containers."""
+"""PodSandboxStats, ListPodSandboxStats: the pod's CPU and memory, its network traffic and its containers.
+
+CPU and memory come from the pod's own cgroup when it has a cgroup parent (kubelet gives every pod one),
+else they are the sum of its containers'. The network counters are read in the pod's network namespace:
+eth0 as the default interface, the others besides the loopback as further interfaces. This is what kubelet's
+PodAndContainerStatsFromCRI path reads instead of cAdvisor's view of a pause container, which crishim has not.
+"""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cri.api.runtime.v1 import api_pb2
 from cri.runtime_service.container_stats import to_stats
-from runtime.records import SandboxRecord
+from runtime.netstats import InterfaceStats, network_stats
+from runtime.records import SandboxRecord, SandboxState
+from runtime.stats import CgroupStats, parent_cgroup_stats
 
 if TYPE_CHECKING:
     from cri.runtime_service.service import RuntimeService
@@ -37,11 +46,60 @@ def to_pod_stats(svc: RuntimeService, record: SandboxRecord) -> api_pb2.PodSandb
     pod = api_pb2.PodSandboxStats(attributes=api_pb2.PodSandboxAttributes(
         id=record.id, metadata=config.metadata, labels=config.labels, annotations=config.annotations))
     containers = [to_stats(svc, c) for c in svc.containers.all(record.id)]
-    now = time.time_ns()
-    pod.linux.cpu.timestamp = now
-    pod.linux.cpu.usage_core_nano_seconds.value = sum(c.cpu.usage_core_nano_seconds.value for c in containers)
-    pod.linux.memory.timestamp = now
-    pod.linux.memory.working_set_bytes.value = sum(c.memory.working_set_bytes.value for c in containers)
-    pod.linux.memory.usage_bytes.value = sum(c.memory.usage_bytes.value for c in containers)
+    own = parent_cgroup_stats(record.cgroup_parent) if record.cgroup_parent else None
+    if own is not None:
+        _own_usage(svc, pod.linux, record.id, own)
+    else:
+        _summed_usage(svc, pod.linux, record.id, containers)
+    if record.netns and record.state == SandboxState.READY:
+        _network(pod.linux.network, Path(record.netns))
     pod.linux.containers.extend(containers)
     return pod
+
+
+def _own_usage(svc: RuntimeService, linux: api_pb2.LinuxPodSandboxStats, pod_id: str, usage: CgroupStats) -> None:
+    linux.cpu.timestamp = usage.timestamp
+    linux.cpu.usage_core_nano_seconds.value = usage.cpu_usage_ns
+    linux.cpu.usage_nano_cores.value = svc.cpu_rates.rate(pod_id, usage.cpu_usage_ns, usage.timestamp)
+    memory = linux.memory
+    memory.timestamp = usage.timestamp
+    memory.working_set_bytes.value = usage.memory_working_set
+    memory.available_bytes.value = usage.memory_available
+    memory.usage_bytes.value = usage.memory_usage
+    memory.rss_bytes.value = usage.memory_rss
+    memory.page_faults.value = usage.page_faults
+    memory.major_page_faults.value = usage.major_page_faults
+
+
+def _summed_usage(svc: RuntimeService, linux: api_pb2.LinuxPodSandboxStats, pod_id: str,
+                  containers: list[api_pb2.ContainerStats]) -> None:
+    # No cgroup of the pod's own, so no pod limit either: available_bytes stays unset.
+    now = time.time_ns()
+    cpu_ns = sum(c.cpu.usage_core_nano_seconds.value for c in containers)
+    linux.cpu.timestamp = now
+    linux.cpu.usage_core_nano_seconds.value = cpu_ns
+    linux.cpu.usage_nano_cores.value = svc.cpu_rates.rate(pod_id, cpu_ns, now)
+    memory = linux.memory
+    memory.timestamp = now
+    memory.working_set_bytes.value = sum(c.memory.working_set_bytes.value for c in containers)
+    memory.usage_bytes.value = sum(c.memory.usage_bytes.value for c in containers)
+    memory.rss_bytes.value = sum(c.memory.rss_bytes.value for c in containers)
+    memory.page_faults.value = sum(c.memory.page_faults.value for c in containers)
+    memory.major_page_faults.value = sum(c.memory.major_page_faults.value for c in containers)
+
+
+def _network(usage: api_pb2.NetworkUsage, netns: Path) -> None:
+    stats = network_stats(netns)
+    if stats is None:
+        return
+    usage.timestamp = stats.timestamp
+    if stats.default is not None:
+        usage.default_interface.CopyFrom(_interface(stats.default))
+    usage.interfaces.extend(_interface(i) for i in stats.others)
+
+
+def _interface(stats: InterfaceStats) -> api_pb2.NetworkInterfaceUsage:
+    usage = api_pb2.NetworkInterfaceUsage(name=stats.name)
+    usage.rx_bytes.value, usage.rx_errors.value = stats.rx_bytes, stats.rx_errors
+    usage.tx_bytes.value, usage.tx_errors.value = stats.tx_bytes, stats.tx_errors
+    return usage

@@ -18,6 +18,7 @@ from cri.runtime_service import (
     get_container_events,
     list_containers,
     list_pod_sandbox,
+    pod_sandbox_metrics,
     pod_sandbox_stats,
     pod_sandbox_status,
     remove_container,
@@ -38,6 +39,7 @@ from runtime.containers import ContainerManager, ImageInfo
 from runtime.events import EventBus
 from runtime.oci import OCIRuntime
 from runtime.pods import PodManager
+from runtime.stats import CpuRates
 
 
 class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
@@ -57,6 +59,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self.pods.remove_containers = self.containers.remove_all
         self.snapshotter_root = images.snapshotter.root
         self.pod_cidr = ""
+        self.cpu_rates = CpuRates()  # the sample before, per container and pod, for usage_nano_cores
 
     def images(self, ref: str) -> ImageInfo:
         try:
@@ -131,6 +134,12 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
 
     def ListPodSandboxStats(self, request: Any, context: Any) -> Any:
         return pod_sandbox_stats.list_pod_sandbox_stats(self, request)
+
+    def ListMetricDescriptors(self, request: Any, context: Any) -> Any:
+        return pod_sandbox_metrics.list_metric_descriptors(self, request)
+
+    def ListPodSandboxMetrics(self, request: Any, context: Any) -> Any:
+        return pod_sandbox_metrics.list_pod_sandbox_metrics(self, request)
 
     def GetContainerEvents(self, request: Any, context: Any) -> Iterator[Any]:
         return get_container_events.get_container_events(self, request, context)

@@ -1,0 +1,157 @@
+"""Stats as kubelet's PodAndContainerStatsFromCRI path reads them: a container's CPU rate and available memory,
+a pod's CPU, memory (from its own cgroup when it has one) and network traffic (from its network namespace),
+and the same through ListPodSandboxMetrics under the names ListMetricDescriptors announces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cri.api.runtime.v1 import api_pb2
+from tests.integration.test_pods import _wait_for_listener
+from tests.support.cni_network import http_get
+from tests.support.cri_env import CriEnv
+
+BUSY = "while true; do :; done"  # one core's worth of CPU
+SERVER = ("mkdir /www && busybox dd if=/dev/zero of=/www/blob bs=1024 count=512 2>/dev/null && "
+          "exec busybox httpd -f -p 8080 -h /www")
+BLOB = 512 * 1024
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def test_a_container_reports_its_cpu_rate_and_available_memory(cri: CriEnv) -> None:
+    pod_id = cri.runp()
+    limit = 64 << 20
+    container_id = cri.run(pod_id, cri.container("busy", command=["sh", "-c", BUSY],
+                                                 resources={"memory_limit_in_bytes": limit}))
+    first = _container_stats(cri, container_id)
+    time.sleep(1)
+    second = _container_stats(cri, container_id)
+    assert first.cpu.usage_nano_cores.value == 0  # no sample before it: no rate yet, as containerd
+    # The rate between the two samples: the loop keeps about one core busy (the machine has others' work too).
+    window = second.cpu.timestamp - first.cpu.timestamp
+    used = second.cpu.usage_core_nano_seconds.value - first.cpu.usage_core_nano_seconds.value
+    assert second.cpu.usage_nano_cores.value == int(used / window * 1e9)
+    assert 0.1e9 < second.cpu.usage_nano_cores.value < 2.5e9, second.cpu.usage_nano_cores.value
+    memory = second.memory
+    assert 0 < memory.working_set_bytes.value < limit
+    assert memory.available_bytes.value == limit - memory.working_set_bytes.value
+    # crictl shows both to a person.
+    (shown,) = cri.json("stats", container_id)["stats"]
+    assert int(shown["memory"]["availableBytes"]["value"]) > 0 and "usageNanoCores" in shown["cpu"]
+    # Without a limit nothing is "available" (containerd's rule, which kubelet expects).
+    free = cri.run(pod_id, cri.container("free"))
+    assert _container_stats(cri, free).memory.available_bytes.value == 0
+
+
+def test_pod_network_stats_count_the_pods_traffic(cri: CriEnv) -> None:
+    pod_id = cri.runp()
+    container_id = cri.run(pod_id, cri.container("httpd", command=["sh", "-c", SERVER]))
+    pod_ip = cri.pod_ip(pod_id)
+    _wait_for_listener(pod_ip, 8080)
+    before = _pod_stats(cri, pod_id).linux.network.default_interface
+    for _ in range(3):
+        assert len(http_get(pod_ip, 8080, path="/blob")) > BLOB
+    network = _pod_stats(cri, pod_id).linux.network
+    after = network.default_interface
+    assert network.timestamp > 0 and after.name == "eth0"
+    assert after.tx_bytes.value - before.tx_bytes.value >= 3 * BLOB
+    assert after.rx_bytes.value > before.rx_bytes.value
+    assert [i.name for i in network.interfaces] == []  # the loopback is never counted
+    # The counters are the namespace's own, as the container sees them.
+    inside = _net_dev(cri.exec(container_id, "cat", "/proc/net/dev").stdout)["eth0"]
+    assert after.tx_bytes.value <= inside[1] < after.tx_bytes.value + BLOB
+    (shown,) = cri.json("statsp", pod_id)["stats"]
+    assert shown["linux"]["network"]["defaultInterface"]["name"] == "eth0"
+    # A stopped pod has no network namespace left to count.
+    cri.crictl("stopp", pod_id)
+    assert not _pod_stats(cri, pod_id).linux.HasField("network")
+
+
+def test_a_pod_with_a_cgroup_parent_reports_its_own_cgroup(cri: CriEnv) -> None:
+    with _pod_cgroup(cri, limit=256 << 20) as parent:
+        config = cri.pod()
+        config["linux"]["cgroup_parent"] = parent
+        pod_id = cri.runp(config)
+        for name in ("one", "two"):
+            cri.run(pod_id, cri.container(name, command=["sh", "-c", BUSY]))
+        _pod_stats(cri, pod_id)
+        time.sleep(1)
+        stats = _pod_stats(cri, pod_id)
+        memory = stats.linux.memory
+        assert memory.available_bytes.value == (256 << 20) - memory.working_set_bytes.value
+        assert memory.working_set_bytes.value >= sum(c.memory.working_set_bytes.value for c in stats.linux.containers)
+        # Two busy containers: more than one core's worth, measured on the pod's cgroup.
+        assert stats.linux.cpu.usage_nano_cores.value > 0.2e9, stats.linux.cpu.usage_nano_cores.value
+        assert stats.linux.cpu.usage_core_nano_seconds.value >= sum(
+            c.cpu.usage_core_nano_seconds.value for c in stats.linux.containers)
+
+
+def test_pod_metrics_use_the_announced_descriptors(cri: CriEnv) -> None:
+    pod_id = cri.runp()
+    container_id = cri.run(pod_id, cri.container("httpd", command=["sh", "-c", SERVER]))
+    stopped = cri.runp()
+    cri.crictl("stopp", stopped)
+    _wait_for_listener(cri.pod_ip(pod_id), 8080)
+    http_get(cri.pod_ip(pod_id), 8080, path="/blob")
+    descriptors = {d.name: list(d.label_keys)
+                   for d in cri.rpc("ListMetricDescriptors", api_pb2.ListMetricDescriptorsRequest()).descriptors}
+    (pod,) = cri.rpc("ListPodSandboxMetrics", api_pb2.ListPodSandboxMetricsRequest()).pod_metrics
+    assert pod.pod_sandbox_id == pod_id  # the stopped pod has no cgroups or namespace left to measure
+    metrics = [*pod.metrics, *(m for c in pod.container_metrics for m in c.metrics)]
+    for metric in metrics:
+        assert len(metric.label_values) == len(descriptors[metric.name]), metric
+    labelled = {(m.name, *m.label_values): m.value.value for m in metrics}
+    tx = next(v for k, v in labelled.items()
+              if k[0] == "container_network_transmit_bytes_total" and k[1] == "POD" and k[-1] == "eth0")
+    assert tx >= BLOB
+    (container,) = pod.container_metrics
+    assert container.container_id == container_id
+    working_set = {m.name: m for m in container.metrics}["container_memory_working_set_bytes"]
+    assert dict(zip(descriptors[working_set.name], working_set.label_values, strict=True))["container"] == "httpd"
+    assert working_set.value.value > 0
+    shown = cri.crictl("metricdescs").stdout
+    assert "container_network_receive_bytes_total" in shown
+
+
+def _container_stats(cri: CriEnv, container_id: str) -> Any:
+    return cri.rpc("ContainerStats", api_pb2.ContainerStatsRequest(container_id=container_id)).stats
+
+
+def _pod_stats(cri: CriEnv, pod_id: str) -> Any:
+    return cri.rpc("PodSandboxStats", api_pb2.PodSandboxStatsRequest(pod_sandbox_id=pod_id)).stats
+
+
+def _net_dev(text: str) -> dict[str, tuple[int, int]]:
+    rows = {}
+    for line in text.splitlines()[2:]:
+        name, colon, counters = line.partition(":")
+        if colon:
+            fields = counters.split()
+            rows[name.strip()] = (int(fields[0]), int(fields[8]))
+    return rows
+
+
+@contextlib.contextmanager
+def _pod_cgroup(cri: CriEnv, limit: int) -> Iterator[str]:
+    """A pod cgroup with a memory limit, as kubelet makes one; removed, with the pods in it, afterwards."""
+    name = f"crishim-test-{secrets.token_hex(4)}"
+    memory = CGROUP_ROOT / "memory" / name
+    if not (CGROUP_ROOT / "memory").is_dir():
+        pytest.skip("no cgroup v1 memory hierarchy here to give a pod a limit in")
+    memory.mkdir()
+    try:
+        (memory / "memory.limit_in_bytes").write_text(str(limit))
+        yield f"/{name}"
+    finally:
+        cri.remove_everything()  # the containers' cgroups go with them; then the pod's can
+        for hierarchy in CGROUP_ROOT.iterdir():
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                (hierarchy / name).rmdir()
