@@ -15,6 +15,15 @@ Every key, with its default::
     max_concurrent_downloads = 3
     pull_progress_timeout = 300           # seconds without new bytes; 0 disables
 
+    [stream]                              # the Exec/Attach/PortForward streaming server
+    address = "127.0.0.1"                 # containerd: stream_server_address
+    port = 0                              # 0 picks a free port (containerd: stream_server_port)
+    enable_tls = false                    # with neither file set, a self-signed pair is made at start
+    tls_cert_file = ""
+    tls_key_file = ""
+    idle_timeout = 14400                  # seconds a session may idle (containerd: stream_idle_timeout)
+    creation_timeout = 30                 # seconds a client gets to open its streams
+
     [registry]
     config_path = "/etc/crishim/certs.d"  # containerd's hosts.toml layout
 
@@ -49,6 +58,7 @@ __all__ = [
     "ImageSettings",
     "RegistryAuth",
     "RegistryConfig",
+    "StreamSettings",
     "from_dict",
     "load",
     "split_host_port",
@@ -103,6 +113,29 @@ class ImageSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamSettings:
+    address: str = "127.0.0.1"
+    port: int = 0
+    enable_tls: bool = False
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    idle_timeout: float = 4 * 3600.0
+    creation_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.address:
+            raise InvalidArgument("config: stream.address must not be empty")
+        if not 0 <= self.port <= 65535:
+            raise InvalidArgument("config: stream.port must be between 0 and 65535")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise InvalidArgument("config: stream.tls_cert_file and stream.tls_key_file go together")
+        if (self.tls_cert_file or self.tls_key_file) and not self.enable_tls:
+            raise InvalidArgument("config: stream.tls_cert_file needs stream.enable_tls = true")
+        if self.idle_timeout <= 0 or self.creation_timeout <= 0:
+            raise InvalidArgument("config: stream timeouts must be positive")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     root: Path = Path("/var/lib/crishim")
     state: Path = Path("/run/crishim")
@@ -114,6 +147,7 @@ class Config:
     cni_conf_dir: Path = Path("/etc/cni/net.d")
     cni_bin_dir: str = "/usr/lib/cni:/opt/cni/bin"
     image: ImageSettings = field(default_factory=ImageSettings)
+    stream: StreamSettings = field(default_factory=StreamSettings)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
 
     def __post_init__(self) -> None:
@@ -216,13 +250,16 @@ def _scalar(hint: Any, value: object, where: str) -> object:
     # bool is an int subclass in Python; TOML keeps them apart, so do we.
     if hint is str and isinstance(value, str):
         return value
+    if hint is bool and isinstance(value, bool):
+        return value
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if hint is Path and isinstance(value, str) and value:
         return Path(value).absolute()
-    expected = {str: "a string", int: "an integer", float: "a number", Path: "a non-empty path"}[hint]
+    expected = {str: "a string", bool: "true or false", int: "an integer", float: "a number",
+                Path: "a non-empty path"}[hint]
     raise InvalidArgument(f"config: {where} must be {expected}, got {type(value).__name__}")
 
 

@@ -86,13 +86,16 @@ def _run(config: Config, stop: threading.Event) -> None:
         stack.callback(containerd_api.close)
         runtime_service = RuntimeService(config, image_service)
         stack.callback(runtime_service.close)
+        runtime_service.streams.start()
+        stack.callback(runtime_service.streams.stop)
         metrics_address = _start_metrics(stack, config, metrics)
         server = _grpc_server(metrics, runtime_service, image_service, containerd_api)
         _bind(server, config.socket)
         stack.callback(_remove_socket, config.socket)
         server.start()
         stack.callback(_stop_server, server)
-        log.info("daemon serving", address=str(config.socket), metrics_address=metrics_address)
+        log.info("daemon serving", address=str(config.socket), metrics_address=metrics_address,
+                 stream_url=runtime_service.streams.base_url)
         _wait(stop)
         log.info("daemon stopping", grace_seconds=STOP_GRACE_SECONDS)
 

@@ -27,6 +27,7 @@ STATUS_CODES: Mapping[type[errdefs.CrishimError], grpc.StatusCode] = types.Mappi
         errdefs.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
         errdefs.DataLoss: grpc.StatusCode.DATA_LOSS,
         errdefs.OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
+        errdefs.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
         errdefs.Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
     }
 )

@@ -13,6 +13,7 @@ codes in one table (``cri.errors``), as containerd's errdefs does::
     ├── DeadlineExceeded       no progress within the allowed time
     ├── DataLoss               content does not match its digest or size
     ├── OutOfRange             an offset past the end of the thing read
+    ├── ResourceExhausted      a limit on concurrent work is reached
     └── Unimplemented          the operation is not supported
 """
 
@@ -27,6 +28,7 @@ __all__ = [
     "InvalidArgument",
     "NotFound",
     "OutOfRange",
+    "ResourceExhausted",
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
@@ -74,4 +76,8 @@ class OutOfRange(CrishimError):
 
 
 class Unimplemented(CrishimError):
+    pass
+
+
+class ResourceExhausted(CrishimError):
     pass

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from errdefs import AlreadyExists, CrishimError, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
-from runtime import conmon
+from runtime import conmon, exec_process
 from runtime.runc import Runc, RuncError, RuntimeState, Status, error_for, error_text
 from runtime.undo import quietly
 
@@ -241,14 +241,7 @@ class OCIRuntime:
         env merged in and cwd or user ("uid[:gid]") replaced. On timeout it is killed and DeadlineExceeded
         raised. Children it leaves behind keep running, as with containerd; their later output is dropped.
         """
-        if not argv:
-            raise InvalidArgument("exec needs a command")
-        files = self._files(container_id)
-        try:
-            spec = json.loads((Path(os.readlink(files.bundle)) / "config.json").read_text())
-        except FileNotFoundError as exc:
-            raise NotFound(f"container {container_id} is not known to the runtime") from exc
-        process = _exec_process(spec.get("process", {}), list(argv), env, cwd, user)
+        process = self._process_spec(container_id, argv, env, cwd, user)
         exec_root = self.state_dir / "exec"
         exec_root.mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix=f"{container_id}-", dir=exec_root))
@@ -257,6 +250,23 @@ class OCIRuntime:
             return self._exec(container_id, workdir, timeout)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+
+    def start_exec(self, container_id: str, argv: Sequence[str], *, tty: bool, stdin: bool, stdout: bool,
+                   stderr: bool, size: tuple[int, int] | None = None) -> exec_process.ExecProcess:
+        """Start argv in the container for a streaming session; the caller owns the returned process."""
+        process = self._process_spec(container_id, argv, None, None, None)
+        return exec_process.start(self.runc, container_id, process, self.state_dir / "exec", tty=tty,
+                                  stdin=stdin, stdout=stdout, stderr=stderr, size=size)
+
+    def _process_spec(self, container_id: str, argv: Sequence[str], env: Mapping[str, str] | None,
+                      cwd: str | None, user: str | None) -> dict[str, Any]:
+        if not argv:
+            raise InvalidArgument("exec needs a command")
+        try:
+            spec = json.loads((Path(os.readlink(self._files(container_id).bundle)) / "config.json").read_text())
+        except FileNotFoundError as exc:
+            raise NotFound(f"container {container_id} is not known to the runtime") from exc
+        return _exec_process(spec.get("process", {}), list(argv), env, cwd, user)
 
     def _exec(self, container_id: str, workdir: Path, timeout: float | None) -> ExecResult:
         args = conmon.ConmonExecArgs(

@@ -30,9 +30,12 @@ from cri.runtime_service import (
     status,
     stop_container,
     stop_pod_sandbox,
+    streaming,
     update_container_resources,
     version,
 )
+from cri.streaming.backend import StreamBackend
+from cri.streaming.server import StreamServer
 from errdefs import NotFound
 from runtime.cni import CNI
 from runtime.containers import ContainerManager, ImageInfo
@@ -60,6 +63,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self.snapshotter_root = images.snapshotter.root
         self.pod_cidr = ""
         self.cpu_rates = CpuRates()  # the sample before, per container and pod, for usage_nano_cores
+        self.streams = StreamServer(config.stream, StreamBackend(self.containers, self.pods, self.oci), config.state)
 
     def images(self, ref: str) -> ImageInfo:
         try:
@@ -116,6 +120,15 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
 
     def ExecSync(self, request: Any, context: Any) -> Any:
         return exec_sync.exec_sync(self, request)
+
+    def Exec(self, request: Any, context: Any) -> Any:
+        return streaming.exec_(self, request)
+
+    def Attach(self, request: Any, context: Any) -> Any:
+        return streaming.attach(self, request)
+
+    def PortForward(self, request: Any, context: Any) -> Any:
+        return streaming.port_forward(self, request)
 
     def UpdateContainerResources(self, request: Any, context: Any) -> Any:
         return update_container_resources.update_container_resources(self, request)

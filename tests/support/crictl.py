@@ -18,13 +18,14 @@ class Crictl:
     config: Path  # an empty file: crictl otherwise merges /etc/crictl.yaml into its settings
     timeout: str = "60s"
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def command(self, *args: str) -> list[str]:
+        """The argv, for callers that drive crictl themselves (a terminal, a stdin pipe)."""
         endpoint = f"unix://{self.socket}"
-        return run(
-            binary("crictl"), "--config", self.config,
-            "--runtime-endpoint", endpoint, "--image-endpoint", endpoint, "--timeout", self.timeout,
-            *args, check=check, timeout=180,
-        )
+        return [binary("crictl"), "--config", str(self.config), "--runtime-endpoint", endpoint,
+                "--image-endpoint", endpoint, "--timeout", self.timeout, *args]
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run(*self.command(*args), check=check, timeout=180)
 
     def json(self, command: str, *args: str) -> Any:
         # urfave/cli stops parsing flags at the first positional argument, so -o goes before them.

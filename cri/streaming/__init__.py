@@ -1,0 +1,1 @@
+"""The streaming side of the CRI: the server behind the URLs Exec, Attach and PortForward return."""

@@ -1,0 +1,303 @@
+"""Exec, Attach and PortForward through crictl's own streaming clients (client-go's SPDY and WebSocket code),
+against containers and pods of crishim."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import socket
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.support.cri_env import CriEnv
+from tests.support.procs import wait_until
+
+TRANSPORTS = ("spdy", "websocket")
+
+
+def _crictl(cri: CriEnv, *args: str, stdin: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cri.daemon.crictl_client.command(*args), input=stdin, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_exec_streams_output_and_reports_exit_codes(cri: CriEnv, transport: str) -> None:
+    pod_id = cri.runp()
+    container_id = cri.run(pod_id, cri.container("target"))
+
+    done = _crictl(cri, "exec", "-r", transport, container_id, "sh", "-c", "echo out; echo err >&2")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "out\n", "err\n")
+
+    failed = _crictl(cri, "exec", "-r", transport, container_id, "sh", "-c", "echo partial; exit 3")
+    assert failed.returncode != 0
+    assert failed.stdout == "partial\n"
+    assert "command terminated with exit code 3" in failed.stderr
+
+    # stdin reaches the process; its end closes the process's stdin.
+    piped = _crictl(cri, "exec", "-i", "-r", transport, container_id, "sh", "-c", "tr a-z A-Z; echo eof",
+                    stdin="hello\nworld\n")
+    assert (piped.returncode, piped.stdout) == (0, "HELLO\nWORLD\neof\n")
+
+    big = _crictl(cri, "exec", "-r", transport, container_id, "sh", "-c",
+                  "busybox dd if=/dev/zero bs=1024 count=4096 2>/dev/null | busybox tr '\\0' x")
+    assert big.returncode == 0 and big.stdout == "x" * 4096 * 1024
+
+
+def test_exec_of_a_missing_command_is_an_error_and_leaves_nothing(cri: CriEnv) -> None:
+    pod_id = cri.runp()
+    container_id = cri.run(pod_id, cri.container("target"))
+    missing = _crictl(cri, "exec", container_id, "no-such-command")
+    assert missing.returncode != 0
+    assert "no-such-command" in missing.stderr
+    assert "executable file not found" in missing.stderr
+    assert not any((cri.daemon.state / "exec").iterdir())
+
+
+def test_exec_in_a_stopped_or_unknown_container_is_refused(cri: CriEnv) -> None:
+    pod_id = cri.runp()
+    container_id = cri.run(pod_id, cri.container("short", command=["true"]))
+    cri.wait_state(container_id, "CONTAINER_EXITED")
+    stopped = _crictl(cri, "exec", container_id, "true")
+    assert stopped.returncode != 0 and "not running" in stopped.stderr
+    unknown = _crictl(cri, "exec", "0" * 64, "true")
+    assert unknown.returncode != 0 and "not found" in unknown.stderr
+
+
+def test_exec_with_a_terminal(cri: CriEnv) -> None:
+    pod_id = cri.runp()
+    container_id = cri.run(pod_id, cri.container("target"))
+    session = _Terminal(cri.daemon.crictl_client.command(
+                         "exec", "-it", container_id, "sh"), rows=33, cols=101)
+    try:
+        session.send("tty; stty size; echo $((6*7))\r")
+        session.expect("/dev/pts/")
+        session.expect("33 101")
+        session.expect("42")
+        session.resize(rows=20, cols=70)
+        session.send("stty size\r")
+        session.expect("20 70")
+        session.send("exit 5\r")
+        assert session.wait() != 0
+        assert "exit code 5" in session.output
+    finally:
+        session.close()
+
+
+def test_a_client_that_goes_away_kills_its_exec(cri: CriEnv) -> None:
+    pod_id = cri.runp()
+    container_id = cri.run(pod_id, cri.container("target"))
+    client = subprocess.Popen(cri.daemon.crictl_client.command("exec",
+                               container_id, "sh", "-c", "echo $$ > /exec.pid; exec busybox sleep 1000"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_until(lambda: cri.exec(container_id, "cat", "/exec.pid", check=False).stdout.strip() != "",
+               timeout=15, what="the exec to start")
+    pid = cri.exec(container_id, "cat", "/exec.pid").stdout.strip()
+    client.kill()
+    client.wait()
+    wait_until(lambda: cri.exec(container_id, "sh", "-c", f"test -d /proc/{pid} && echo alive",
+                                check=False).stdout.strip() == "",
+               timeout=15, what="the exec'd process to be killed")
+    wait_until(lambda: not any((cri.daemon.state / "exec").iterdir()), timeout=10, what="the exec folder to go")
+
+
+def test_attach_to_a_container_with_stdin(cri: CriEnv) -> None:
+    pod_id = cri.runp()
+    config = cri.container("echoer", command=["sh", "-c", "while read line; do echo got:$line; done"])
+    config["stdin"] = True
+    container_id = cri.run(pod_id, config)
+    client = subprocess.Popen(cri.daemon.crictl_client.command("attach",
+                               "-i", container_id), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    try:
+        assert client.stdin is not None and client.stdout is not None
+        client.stdin.write(b"one\n")
+        client.stdin.flush()
+        assert _read_until(client.stdout, b"got:one\n", 15).endswith(b"got:one\n")
+        client.stdin.write(b"two\n")
+        client.stdin.flush()
+        assert _read_until(client.stdout, b"got:two\n", 15).endswith(b"got:two\n")
+    finally:
+        client.kill()
+        client.wait()
+    # The container lives on after the client left (stdin stays open without stdin_once).
+    assert cri.state(container_id) == "CONTAINER_RUNNING"
+    cri.wait_log(container_id, "got:two")
+
+
+def test_attach_sees_the_containers_output(cri: CriEnv) -> None:
+    pod_id = cri.runp()
+    container_id = cri.run(pod_id, cri.container(
+        "ticker", command=["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick-$i; busybox sleep 0.2; done"]))
+    client = subprocess.Popen(cri.daemon.crictl_client.command("attach",
+                               container_id), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert client.stdout is not None
+        assert b"tick-" in _read_until(client.stdout, b"\n", 15)
+    finally:
+        client.kill()
+        client.wait()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_port_forward_reaches_a_port_inside_the_pod(cri: CriEnv, transport: str) -> None:
+    pod_id = cri.runp()
+    server = "mkdir -p /www && echo hello-from-pod > /www/index.html && exec busybox httpd -f -p 8080 -h /www"
+    server_id = cri.run(pod_id, cri.container("server", command=["sh", "-c", server]))
+    wait_until(lambda: ":8080 " in cri.exec(server_id, "busybox", "netstat", "-ltn").stdout, timeout=15,
+               what="the pod's server to listen")
+    local = _free_port()
+    forward = subprocess.Popen(cri.daemon.crictl_client.command(
+                                "port-forward", "-r", transport, pod_id, f"{local}:8080"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: _connects(local), timeout=15, what="crictl port-forward to listen")
+        assert httpx.get(f"http://127.0.0.1:{local}/").text == "hello-from-pod\n"
+        # More connections over the same session, one after the other and at once.
+        assert httpx.get(f"http://127.0.0.1:{local}/index.html").text == "hello-from-pod\n"
+        with ThreadPoolExecutor(8) as pool:
+            bodies = list(pool.map(lambda _: httpx.get(f"http://127.0.0.1:{local}/").text, range(16)))
+        assert bodies == ["hello-from-pod\n"] * 16
+    finally:
+        forward.kill()
+        forward.wait()
+
+
+def test_port_forward_to_a_closed_port_reports_the_refusal(cri: CriEnv) -> None:
+    pod_id = cri.runp()
+    cri.run(pod_id, cri.container("idle"))
+    local = _free_port()
+    forward = subprocess.Popen(cri.daemon.crictl_client.command(
+                                "port-forward", pod_id, f"{local}:9"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: _connects(local), timeout=15, what="crictl port-forward to listen")
+        with socket.create_connection(("127.0.0.1", local), timeout=10) as conn:
+            conn.settimeout(10)
+            assert conn.recv(100) == b""
+    finally:
+        forward.kill()
+        _, err = forward.communicate()
+    assert "dial tcp4 127.0.0.1:9: connect: connection refused" in err
+
+
+def test_streaming_urls_are_single_use(cri: CriEnv) -> None:
+    pod_id = cri.runp()
+    container_id = cri.run(pod_id, cri.container("target"))
+    import grpc
+
+    from cri.api.runtime.v1 import api_pb2, api_pb2_grpc
+    with grpc.insecure_channel(f"unix://{cri.daemon.socket}") as channel:
+        stub = api_pb2_grpc.RuntimeServiceStub(channel)
+        url = stub.Exec(api_pb2.ExecRequest(container_id=container_id, cmd=["true"], stdout=True)).url
+        with pytest.raises(grpc.RpcError) as bad:
+            stub.Exec(api_pb2.ExecRequest(container_id=container_id, cmd=["true"], tty=True, stderr=True,
+                                          stdout=True))
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.RpcError) as none:
+            stub.Exec(api_pb2.ExecRequest(container_id=container_id, cmd=["true"]))
+        assert none.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    first = httpx.post(url, headers={"X-Stream-Protocol-Version": "v9.channel.k8s.io", "Connection": "Upgrade",
+                                     "Upgrade": "SPDY/3.1"})
+    assert first.status_code == 403  # the token is used up even by a failed negotiation
+    assert httpx.post(url).status_code == 404
+
+
+# --- helpers ------------------------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _connects(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _fetch(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.settimeout(10)
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+        return data
+
+
+def _read_until(stream: object, marker: bytes, timeout: float) -> bytes:
+    fd = stream.fileno()  # type: ignore[attr-defined]
+    data = b""
+    deadline = time.monotonic() + timeout
+    while marker not in data:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            raise AssertionError(f"{marker!r} not seen in {data!r}")
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            raise AssertionError(f"stream ended before {marker!r}: {data!r}")
+        data += chunk
+    return data
+
+
+class _Terminal:
+    """A program on a pty of its own, as a user's terminal."""
+
+    def __init__(self, argv: list[str], rows: int, cols: int) -> None:
+        import fcntl
+        import struct
+        import termios
+        self.master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+        os.close(slave)
+        self.output = ""
+        self._seen = 0
+
+    def send(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def resize(self, rows: int, cols: int) -> None:
+        import fcntl
+        import signal
+        import struct
+        import termios
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        self.proc.send_signal(signal.SIGWINCH)
+
+    def expect(self, text: str, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output[self._seen:]:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([self.master], [], [], remaining)[0]:
+                raise AssertionError(f"{text!r} not seen in {self.output!r}")
+            try:
+                self.output += os.read(self.master, 65536).decode(errors="replace")
+            except OSError:
+                raise AssertionError(f"terminal closed before {text!r}: {self.output!r}") from None
+        self._seen = self.output.index(text, self._seen) + len(text)
+
+    def wait(self, timeout: float = 15) -> int:
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            if select.select([self.master], [], [], 0.1)[0]:
+                try:
+                    self.output += os.read(self.master, 65536).decode(errors="replace")
+                except OSError:
+                    break
+        return self.proc.wait(timeout=max(deadline - time.monotonic(), 1))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.master)
+
