@@ -30,6 +30,7 @@ class CgroupStats:
     page_faults: int
     major_page_faults: int
     memory_limit: int | None  # None when unlimited
+    process_count: int | None  # None without a pids controller
 
     @property
     def memory_available(self) -> int:
@@ -43,7 +44,8 @@ def cgroup_stats(pid: int) -> CgroupStats | None:
         paths = _cgroup_paths(pid)
         if _UNIFIED:
             return _v2(_ROOT / paths[""].lstrip("/"))
-        return _v1(_ROOT / "cpuacct" / paths["cpuacct"].lstrip("/"), _ROOT / "memory" / paths["memory"].lstrip("/"))
+        return _v1(_ROOT / "cpuacct" / paths["cpuacct"].lstrip("/"), _ROOT / "memory" / paths["memory"].lstrip("/"),
+                   _ROOT / "pids" / paths.get("pids", "/nonexistent").lstrip("/"))
     except (FileNotFoundError, ProcessLookupError, KeyError, ValueError):
         return None
 
@@ -56,7 +58,7 @@ def parent_cgroup_stats(parent: str) -> CgroupStats | None:
     try:
         if _UNIFIED:
             return _v2(_ROOT / relative)
-        return _v1(_ROOT / "cpuacct" / relative, _ROOT / "memory" / relative)
+        return _v1(_ROOT / "cpuacct" / relative, _ROOT / "memory" / relative, _ROOT / "pids" / relative)
     except (FileNotFoundError, ValueError):
         return None
 
@@ -101,7 +103,7 @@ def _cgroup_paths(pid: int) -> dict[str, str]:
     return paths
 
 
-def _v1(cpuacct: Path, memory: Path) -> CgroupStats:
+def _v1(cpuacct: Path, memory: Path, pids: Path) -> CgroupStats:
     stat = _keyed(memory / "memory.stat")
     usage = int((memory / "memory.usage_in_bytes").read_text())
     inactive = stat.get("total_inactive_file", 0)
@@ -114,6 +116,7 @@ def _v1(cpuacct: Path, memory: Path) -> CgroupStats:
         page_faults=stat.get("total_pgfault", 0),
         major_page_faults=stat.get("total_pgmajfault", 0),
         memory_limit=_limit((memory / "memory.limit_in_bytes").read_text()),
+        process_count=_optional_count(pids / "pids.current"),
     )
 
 
@@ -129,6 +132,7 @@ def _v2(group: Path) -> CgroupStats:
         page_faults=stat.get("pgfault", 0),
         major_page_faults=stat.get("pgmajfault", 0),
         memory_limit=_limit((group / "memory.max").read_text()),
+        process_count=_optional_count(group / "pids.current"),
     )
 
 
@@ -138,6 +142,13 @@ def _limit(text: str) -> int | None:
         return None
     value = int(text)
     return None if value > _UNLIMITED else value
+
+
+def _optional_count(path: Path) -> int | None:
+    try:
+        return int(path.read_text())
+    except FileNotFoundError:
+        return None
 
 
 def _keyed(path: Path) -> dict[str, int]:

@@ -1,9 +1,10 @@
 """PodSandboxStats, ListPodSandboxStats: the pod's CPU and memory, its network traffic and its containers.
 
-CPU and memory come from the pod's own cgroup when it has a cgroup parent (kubelet gives every pod one),
-else they are the sum of its containers'. The network counters are read in the pod's network namespace:
-eth0 as the default interface, the others besides the loopback as further interfaces. This is what kubelet's
-PodAndContainerStatsFromCRI path reads instead of cAdvisor's view of a pause container, which crishim has not.
+CPU, memory and the process count come from the pod's own cgroup when it has a cgroup parent (kubelet gives
+every pod one), else CPU and memory are the sum of its containers'. The network counters are read in the
+pod's network namespace: eth0 as the default interface, the others besides the loopback as further
+interfaces. This is what kubelet's PodAndContainerStatsFromCRI path reads instead of cAdvisor's view of a
+pause container, which crishim has not.
 """
 
 from __future__ import annotations
@@ -69,11 +70,14 @@ def _own_usage(svc: RuntimeService, linux: api_pb2.LinuxPodSandboxStats, pod_id:
     memory.rss_bytes.value = usage.memory_rss
     memory.page_faults.value = usage.page_faults
     memory.major_page_faults.value = usage.major_page_faults
+    if usage.process_count is not None:
+        linux.process.timestamp = usage.timestamp
+        linux.process.process_count.value = usage.process_count
 
 
 def _summed_usage(svc: RuntimeService, linux: api_pb2.LinuxPodSandboxStats, pod_id: str,
                   containers: list[api_pb2.ContainerStats]) -> None:
-    # No cgroup of the pod's own, so no pod limit either: available_bytes stays unset.
+    # No cgroup of the pod's own, so no pod limit or process count either: those stay unset.
     now = time.time_ns()
     cpu_ns = sum(c.cpu.usage_core_nano_seconds.value for c in containers)
     linux.cpu.timestamp = now

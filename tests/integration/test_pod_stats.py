@@ -92,6 +92,9 @@ def test_a_pod_with_a_cgroup_parent_reports_its_own_cgroup(cri: CriEnv) -> None:
         assert stats.linux.cpu.usage_nano_cores.value > 0.2e9, stats.linux.cpu.usage_nano_cores.value
         assert stats.linux.cpu.usage_core_nano_seconds.value >= sum(
             c.cpu.usage_core_nano_seconds.value for c in stats.linux.containers)
+        # Each container is a shell (the pod shares one PID namespace: no extra init of its own in the cgroup).
+        processes = int((CGROUP_ROOT / "pids" / parent.lstrip("/") / "pids.current").read_text())
+        assert stats.linux.process.process_count.value == processes >= 2
 
 
 def test_pod_metrics_use_the_announced_descriptors(cri: CriEnv) -> None:
