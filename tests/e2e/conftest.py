@@ -7,10 +7,12 @@ tests/support/kube_build.py), so the other phases run while they compile.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.images import PushedImage
 from tests.support.kube_build import (
     CACHE_ROOT,
     Build,
@@ -19,6 +21,8 @@ from tests.support.kube_build import (
     start_background_build,
     wait_for_build,
 )
+from tests.support.kube_node import KubeNode, kube_node
+from tests.support.registry import Registry
 from tests.support.report import say
 
 HERE = Path(__file__).resolve().parent
@@ -57,3 +61,15 @@ def kube_binaries(request: pytest.FixtureRequest) -> KubeBinaries:
     say(request.config, f"kube binaries {binaries.version}: {origin} (the build took "
                         f"{binaries.kube_build_seconds} s)")
     return binaries
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, registry: Registry, test_images: dict[str, PushedImage],
+            kube_binaries: KubeBinaries) -> Iterator[KubeNode]:
+    """One node with etcd and kube-apiserver for a module's tests; each cleans up its own objects.
+
+    Per module, not per session: a node's CNI network holds the lock that serialises test networks for its
+    whole life (tests/support/cni_network.py), so a session-wide one would keep every other node waiting."""
+    with kube_node(tmp_path_factory.mktemp("cluster"), registry, test_images["oci"], kube_binaries,
+                   with_control_plane=True) as node:
+        yield node

@@ -46,6 +46,10 @@ class Kubectl:
     def json(self, *args: str) -> Any:
         return json.loads(self.run(*args, "-o", "json").stdout)
 
+    @staticmethod
+    def decode(text: str) -> Any:
+        return json.loads(text)
+
     def apply(self, manifest: dict[str, Any]) -> None:
         self.run("apply", "-f", "-", input=json.dumps(manifest))
 

@@ -14,13 +14,13 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tests.support.cni_network import Network
 from tests.support.cri_env import CriEnv, cri_environment
 from tests.support.daemon import Crishim
 from tests.support.images import PushedImage
 from tests.support.kube_build import KubeBinaries
+from tests.support.kube_control_plane import ControlPlane, Kubectl, control_plane
 from tests.support.kube_host import cgroup_root, kube_iptables_rules, sysctl_shadow
 from tests.support.kubelet import Kubelet, KubeletSettings, running_kubelet
 from tests.support.procs import run
@@ -34,6 +34,12 @@ class KubeNode:
     name: str
     env: CriEnv
     kubelet: Kubelet
+    control_plane: ControlPlane | None = None
+
+    @property
+    def kubectl(self) -> Kubectl:
+        assert self.control_plane is not None, "a standalone node has no API server"
+        return self.control_plane.kubectl
 
     @property
     def crishim(self) -> Crishim:
@@ -56,16 +62,24 @@ def _bridge_with_gateway(network: Network) -> None:
 
 @contextlib.contextmanager
 def kube_node(workdir: Path, registry: Registry, image: PushedImage, binaries: KubeBinaries, *,
-              kubeconfig: Path | None = None, overrides: dict[str, Any] | None = None) -> Iterator[KubeNode]:
+              with_control_plane: bool = False) -> Iterator[KubeNode]:
+    """A node; with_control_plane adds etcd and kube-apiserver (advertising the node IP) that kubelet
+    registers with."""
     name = f"crishim-e2e-{secrets.token_hex(3)}"
     iptables_before = kube_iptables_rules()
     shadow = sysctl_shadow(workdir / "sysctl")
-    with cgroup_root(name) as cgroups, cri_environment(workdir / "cri", registry, image) as env:
+    with contextlib.ExitStack() as stack:
+        cgroups = stack.enter_context(cgroup_root(name))
+        env = stack.enter_context(cri_environment(workdir / "cri", registry, image))
         _bridge_with_gateway(env.network)
+        plane = None
+        if with_control_plane:
+            plane = stack.enter_context(control_plane(workdir / "control-plane", binaries.kube_apiserver,
+                                                      binaries.kubectl, str(env.network.gateway)))
         settings = KubeletSettings(binaries.kubelet, name, str(env.network.gateway), env.daemon.socket, cgroups,
-                                   kubeconfig, overrides or {})
-        with running_kubelet(settings, workdir / "kubelet", shadow) as kubelet:
-            yield KubeNode(name, env, kubelet)
+                                   plane.kubeconfig if plane else None)
+        kubelet = stack.enter_context(running_kubelet(settings, workdir / "kubelet", shadow))
+        yield KubeNode(name, env, kubelet, plane)
     changed = {t: (before, now) for t, now in shadow.host_now().items() if (before := shadow.host_values[t]) != now}
     assert not changed, f"kubelet changed host tunables (before, after): {changed}"
     assert kube_iptables_rules() == iptables_before, "kubelet changed the host's KUBE-* iptables rules"

@@ -9,6 +9,7 @@ there with anonymous access, which the configuration allows and nothing outside 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import signal
 import subprocess
@@ -100,8 +101,11 @@ class Kubelet:
             stop_process(self.process, sig=signal.SIGTERM, timeout=30)
             self.process = None
 
-    def restart(self) -> None:
+    def restart(self, overrides: dict[str, Any] | None = None) -> None:
+        """Restart, with these KubeletConfiguration fields instead of the previous overrides if given."""
         self.stop()
+        if overrides is not None:
+            self.settings = dataclasses.replace(self.settings, overrides=overrides)
         self.start()
 
     def log_tail(self, lines: int = 60) -> str:
