@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cri.api.runtime.v1 import api_pb2
+from cri.runtime_service.container_status import image_names
 from cri.runtime_service.pod_sandbox_stats import to_pod_stats
 from runtime.records import SandboxRecord, SandboxState
 
@@ -70,7 +71,9 @@ def list_metric_descriptors(svc: RuntimeService, request: api_pb2.ListMetricDesc
 def list_pod_sandbox_metrics(svc: RuntimeService, request: api_pb2.ListPodSandboxMetricsRequest
                              ) -> api_pb2.ListPodSandboxMetricsResponse:
     # Like cAdvisor, which sees only cgroups that exist: ready pods and the containers that run in them.
-    images = {c.id: c.image_ref for c in svc.containers.all()}
+    # The image as ContainerStatus names it (kubelet creates containers by image id, not by name).
+    index = svc.image_index()
+    images = {c.id: image_names(index, c)[0] for c in svc.containers.all()}
     return api_pb2.ListPodSandboxMetricsResponse(pod_metrics=[
         _pod_metrics(svc, pod, images) for pod in svc.pods.all() if pod.state == SandboxState.READY])
 

@@ -118,7 +118,10 @@ def test_pod_metrics_use_the_announced_descriptors(cri: CriEnv) -> None:
     (container,) = pod.container_metrics
     assert container.container_id == container_id
     working_set = {m.name: m for m in container.metrics}["container_memory_working_set_bytes"]
-    assert dict(zip(descriptors[working_set.name], working_set.label_values, strict=True))["container"] == "httpd"
+    labels = dict(zip(descriptors[working_set.name], working_set.label_values, strict=True))
+    meta = cri.inspectp(pod_id)["status"]["metadata"]
+    assert (labels["container"], labels["image"], labels["pod"], labels["namespace"]) == (
+        "httpd", cri.image.ref, meta["name"], meta["namespace"])
     assert working_set.value.value > 0
     shown = cri.crictl("metricdescs").stdout
     assert "container_network_receive_bytes_total" in shown
