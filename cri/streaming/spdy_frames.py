@@ -46,6 +46,9 @@ MAX_FRAME_LENGTH = 0xFFFFFF
 # Header blocks of these protocols are a handful of short values; a larger one is an attack.
 MAX_HEADER_BLOCK = 64 * 1024
 MAX_HEADER_PAIRS = 256
+# A control frame is a few fixed fields and at most one such block (deflate can grow it a little); a longer
+# one is refused from its head, before 16 MiB of it are buffered.
+MAX_CONTROL_FRAME = MAX_HEADER_BLOCK + 1024
 
 _SYN_STREAM, _SYN_REPLY, _RST_STREAM, _SETTINGS, _NOOP, _PING, _GOAWAY, _HEADERS, _WINDOW_UPDATE = range(1, 10)
 
@@ -224,6 +227,8 @@ class FrameParser:
         self._buffer += data
         while len(self._buffer) >= 8:
             length = int.from_bytes(self._buffer[5:8], "big")
+            if self._buffer[0] & 0x80 and length > MAX_CONTROL_FRAME:
+                raise ProtocolError(f"control frame of {length} bytes")
             if len(self._buffer) < 8 + length:
                 return
             head = bytes(self._buffer[:8])
