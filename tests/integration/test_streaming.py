@@ -4,7 +4,6 @@ against containers and pods of crishim."""
 from __future__ import annotations
 
 import os
-import pty
 import select
 import socket
 import subprocess
@@ -16,6 +15,7 @@ import pytest
 
 from tests.support.cri_env import CriEnv
 from tests.support.procs import wait_until
+from tests.support.terminal import Terminal
 
 TRANSPORTS = ("spdy", "websocket")
 
@@ -71,7 +71,7 @@ def test_exec_in_a_stopped_or_unknown_container_is_refused(cri: CriEnv) -> None:
 def test_exec_with_a_terminal(cri: CriEnv) -> None:
     pod_id = cri.runp()
     container_id = cri.run(pod_id, cri.container("target"))
-    session = _Terminal(cri.daemon.crictl_client.command(
+    session = Terminal(cri.daemon.crictl_client.command(
                          "exec", "-it", container_id, "sh"), rows=33, cols=101)
     try:
         session.send("tty; stty size; echo $((6*7))\r")
@@ -246,58 +246,3 @@ def _read_until(stream: object, marker: bytes, timeout: float) -> bytes:
             raise AssertionError(f"stream ended before {marker!r}: {data!r}")
         data += chunk
     return data
-
-
-class _Terminal:
-    """A program on a pty of its own, as a user's terminal."""
-
-    def __init__(self, argv: list[str], rows: int, cols: int) -> None:
-        import fcntl
-        import struct
-        import termios
-        self.master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
-        os.close(slave)
-        self.output = ""
-        self._seen = 0
-
-    def send(self, text: str) -> None:
-        os.write(self.master, text.encode())
-
-    def resize(self, rows: int, cols: int) -> None:
-        import fcntl
-        import signal
-        import struct
-        import termios
-        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        self.proc.send_signal(signal.SIGWINCH)
-
-    def expect(self, text: str, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output[self._seen:]:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([self.master], [], [], remaining)[0]:
-                raise AssertionError(f"{text!r} not seen in {self.output!r}")
-            try:
-                self.output += os.read(self.master, 65536).decode(errors="replace")
-            except OSError:
-                raise AssertionError(f"terminal closed before {text!r}: {self.output!r}") from None
-        self._seen = self.output.index(text, self._seen) + len(text)
-
-    def wait(self, timeout: float = 15) -> int:
-        deadline = time.monotonic() + timeout
-        while self.proc.poll() is None and time.monotonic() < deadline:
-            if select.select([self.master], [], [], 0.1)[0]:
-                try:
-                    self.output += os.read(self.master, 65536).decode(errors="replace")
-                except OSError:
-                    break
-        return self.proc.wait(timeout=max(deadline - time.monotonic(), 1))
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        os.close(self.master)
-
