@@ -1,14 +1,17 @@
 """Traffic counters of the interfaces in a pod's network namespace, for PodSandboxStats.
 
-Read from ``/proc/net/dev`` as seen from inside the namespace: the pinned namespace file is entered with
-nsenter (a thread of the daemon must never change namespace), so pods with no process left still answer.
+Read from ``/proc/<pid>/net/dev`` of a process in the namespace (checked to be in it, so a recycled pid cannot
+answer for another namespace); when none runs, the pinned namespace file is entered with nsenter (a thread of
+the daemon must never change namespace), so pods with no process left still answer.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +37,36 @@ class NetworkStats:
     others: tuple[InterfaceStats, ...]  # every other interface but the loopback
 
 
-def network_stats(netns: Path) -> NetworkStats | None:
-    """None when the namespace is gone (a stopped pod) or cannot be read."""
+def network_stats(netns: Path, pids: Iterable[int] = ()) -> NetworkStats | None:
+    """None when the namespace is gone (a stopped pod) or cannot be read; ``pids`` may be in it."""
+    text = _from_process(netns, pids)
+    if text is None:
+        text = _from_nsenter(netns)
+    if text is None:
+        return None
+    interfaces = [i for i in parse_net_dev(text) if i.name != "lo"]
+    default = next((i for i in interfaces if i.name == DEFAULT_INTERFACE), None)
+    return NetworkStats(time.time_ns(), default, tuple(i for i in interfaces if i is not default))
+
+
+def _from_process(netns: Path, pids: Iterable[int]) -> str | None:
+    try:
+        wanted = os.stat(netns)
+    except FileNotFoundError:
+        return None
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/net/dev").read_text()
+            # Checked after the read: had the pid been recycled meanwhile, its namespace would differ now.
+            found = os.stat(f"/proc/{pid}/ns/net")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if (found.st_dev, found.st_ino) == (wanted.st_dev, wanted.st_ino):
+            return text
+    return None
+
+
+def _from_nsenter(netns: Path) -> str | None:
     nsenter = shutil.which("nsenter")
     if nsenter is None or not netns.exists():
         return None
@@ -44,11 +75,7 @@ def network_stats(netns: Path) -> NetworkStats | None:
                                 text=True, timeout=_TIMEOUT, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         return None
-    if result.returncode != 0:
-        return None
-    interfaces = [i for i in parse_net_dev(result.stdout) if i.name != "lo"]
-    default = next((i for i in interfaces if i.name == DEFAULT_INTERFACE), None)
-    return NetworkStats(time.time_ns(), default, tuple(i for i in interfaces if i is not default))
+    return result.stdout if result.returncode == 0 else None
 
 
 def parse_net_dev(text: str) -> list[InterfaceStats]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from cri.api.runtime.v1 import api_pb2
 from cri.runtime_service.container_stats import to_stats
 from runtime.netstats import InterfaceStats, network_stats
-from runtime.records import SandboxRecord, SandboxState
+from runtime.records import ContainerState, SandboxRecord, SandboxState
 from runtime.stats import CgroupStats, parent_cgroup_stats
 
 if TYPE_CHECKING:
@@ -46,14 +46,16 @@ def to_pod_stats(svc: RuntimeService, record: SandboxRecord) -> api_pb2.PodSandb
     config = record.config
     pod = api_pb2.PodSandboxStats(attributes=api_pb2.PodSandboxAttributes(
         id=record.id, metadata=config.metadata, labels=config.labels, annotations=config.annotations))
-    containers = [to_stats(svc, c) for c in svc.containers.all(record.id)]
+    records = svc.containers.all(record.id)
+    containers = [to_stats(svc, c) for c in records]
     own = parent_cgroup_stats(record.cgroup_parent) if record.cgroup_parent else None
     if own is not None:
         _own_usage(svc, pod.linux, record.id, own)
     else:
         _summed_usage(svc, pod.linux, record.id, containers)
     if record.netns and record.state == SandboxState.READY:
-        _network(pod.linux.network, Path(record.netns))
+        running = [c.pid for c in records if c.state == ContainerState.RUNNING and c.pid]
+        _network(pod.linux.network, Path(record.netns), running)
     pod.linux.containers.extend(containers)
     return pod
 
@@ -92,8 +94,8 @@ def _summed_usage(svc: RuntimeService, linux: api_pb2.LinuxPodSandboxStats, pod_
     memory.major_page_faults.value = sum(c.memory.major_page_faults.value for c in containers)
 
 
-def _network(usage: api_pb2.NetworkUsage, netns: Path) -> None:
-    stats = network_stats(netns)
+def _network(usage: api_pb2.NetworkUsage, netns: Path, pids: list[int]) -> None:
+    stats = network_stats(netns, pids)
     if stats is None:
         return
     usage.timestamp = stats.timestamp

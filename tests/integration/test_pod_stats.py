@@ -70,6 +70,9 @@ def test_pod_network_stats_count_the_pods_traffic(cri: CriEnv) -> None:
     assert after.tx_bytes.value <= inside[1] < after.tx_bytes.value + BLOB
     (shown,) = cri.json("statsp", pod_id)["stats"]
     assert shown["linux"]["network"]["defaultInterface"]["name"] == "eth0"
+    # A pod with no process in its namespace is counted too (from the pinned namespace).
+    empty = cri.runp()
+    assert _pod_stats(cri, empty).linux.network.default_interface.name == "eth0"
     # A stopped pod has no network namespace left to count.
     cri.crictl("stopp", pod_id)
     assert not _pod_stats(cri, pod_id).linux.HasField("network")
