@@ -137,6 +137,9 @@ class ContainerManager:
             record = record.replace(user=process_user(spec), resources_b64=encode(cri_resources(spec)))
             if log_path is not None:
                 log_path.parent.mkdir(parents=True, exist_ok=True)
+            # Registered first: from here on conmon and runc init may exist, and a failure in any later
+            # step must not leave them running (delete of a container never created is no error).
+            undo.callback(quietly, self._oci.delete, container_id, True)
             pid = self._oci.create(container_id, bundle, output, tty=config.tty, stdin=config.stdin,
                                    stdin_once=config.stdin_once)
             record = record.replace(pid=pid)
