@@ -14,7 +14,6 @@ import json
 import secrets
 import shutil
 import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,8 @@ from errdefs import FailedPrecondition, InvalidArgument, NotFound
 from runtime import namespaces
 from runtime import spec as oci_spec
 from runtime.events import Event, EventBus
+from runtime.exits import ExitWatcher
+from runtime.lifecycle import container_lifecycle
 from runtime.namespaces import PodNamespaces
 from runtime.oci import OCIRuntime
 from runtime.podfiles import files_of
@@ -78,11 +79,13 @@ class ContainerManager:
         self._images = images
         self._events = events
         self._locks = KeyedLocks()
-        self._refresh_lock = threading.Lock()
-        self._closed = threading.Event()
         self._stop_signalled: set[str] = set()  # ids sent their stop signal already (containerd keeps it so too)
+        self._lifecycle = container_lifecycle(db, namespace, self._on_moved)
+        self._exits = ExitWatcher(self._conmon_exited)
+        # StartContainer's start time while runc start runs, for an exit noticed before RUNNING is written.
+        self._starting: dict[str, int] = {}
 
-    # Queries.
+    # Queries: they only read. The state they see is kept current by exit notifications.
     def get(self, id_or_prefix: str) -> ContainerRecord:
         if not id_or_prefix:
             raise InvalidArgument("container id must not be empty")
@@ -91,16 +94,19 @@ class ContainerManager:
                 doc = tx.get_object(self._namespace, KIND_CONTAINER, id_or_prefix)
             except NotFound:
                 docs = [d for d in tx.list_objects(self._namespace, KIND_CONTAINER) if d["id"].startswith(id_or_prefix)]
-                if len(docs) != 1:
+                if not docs:
                     raise NotFound(f"container {id_or_prefix!r}: not found") from None
+                if len(docs) > 1:
+                    # As containerd's truncindex: an error, so RemoveContainer does not answer OK for nothing.
+                    raise InvalidArgument(f"container id prefix {id_or_prefix!r} is ambiguous: "
+                                          f"{len(docs)} containers match") from None
                 doc = docs[0]
-        return self._refresh(ContainerRecord.from_doc(doc))
+        return ContainerRecord.from_doc(doc)
 
     def all(self, sandbox_id: str = "") -> list[ContainerRecord]:
         with self._db.transaction() as tx:
             docs = tx.list_objects(self._namespace, KIND_CONTAINER)
-        return [self._refresh(ContainerRecord.from_doc(d)) for d in docs
-                if not sandbox_id or d["sandbox_id"] == sandbox_id]
+        return [ContainerRecord.from_doc(d) for d in docs if not sandbox_id or d["sandbox_id"] == sandbox_id]
 
     # Lifecycle.
     def create(self, sandbox: SandboxRecord, config: api_pb2.ContainerConfig) -> ContainerRecord:
@@ -123,7 +129,7 @@ class ContainerManager:
             stop_signal=str(process_config(image.config).get("StopSignal") or "SIGTERM"))
         _signal(record.stop_signal)  # an image whose stop signal is unknown could never be stopped gracefully
         with self._locks.hold(container_id), contextlib.ExitStack() as undo:
-            self._save(record)  # reserves the name
+            self._insert(record)  # reserves the name
             undo.callback(quietly, self._forget, container_id)
             rootfs = bundle / "rootfs"
             undo.callback(quietly, shutil.rmtree, bundle, True)
@@ -142,9 +148,13 @@ class ContainerManager:
             undo.callback(quietly, self._oci.delete, container_id, True)
             pid = self._oci.create(container_id, bundle, output, tty=config.tty, stdin=config.stdin,
                                    stdin_once=config.stdin_once)
-            record = record.replace(pid=pid)
-            self._save(record)
+            created = self._lifecycle.transition(container_id, {ContainerState.CREATED}, ContainerState.CREATED,
+                                                 pid=pid)
+            if created is None:
+                raise NotFound(f"container {container_id} was removed while it was being created")
+            record = created
             undo.pop_all()
+        self._exits.watch(container_id, self._oci.conmon_pidfd(container_id))
         self._publish(record, "created")
         log.info("container.created", container=container_id, name=record.name, image=image.id)
         return record
@@ -152,14 +162,19 @@ class ContainerManager:
     def start(self, container_id: str) -> None:
         record = self.get(container_id)
         with self._locks.hold(record.id):
-            record = self._refresh(self._load(record.id))  # as it is now, not before the lock
+            record = self._load(record.id)  # as it is now, not before the lock
             if record.state != ContainerState.CREATED:
                 raise FailedPrecondition(f"container {record.id} is {record.state}, not created")
             # Taken before runc start: a process that exits at once must not have finished before it started.
             started_at = time.time_ns()
-            self._oci.start(record.id)
-            self._update(record.replace(state=ContainerState.RUNNING, started_at=started_at))
-        self._publish(record, "started")
+            self._starting[record.id] = started_at
+            try:
+                self._oci.start(record.id)
+                # Not RUNNING if its exit was noticed already: EXITED is final.
+                self._lifecycle.transition(record.id, {ContainerState.CREATED}, ContainerState.RUNNING,
+                                           started_at=started_at)
+            finally:
+                del self._starting[record.id]
 
     def stop(self, container_id: str, timeout: float) -> None:
         """The image's stop signal, up to ``timeout`` seconds of grace, then SIGKILL.
@@ -171,7 +186,10 @@ class ContainerManager:
         record = self.get(container_id)
         if timeout > 0:
             with self._locks.hold(record.id):
-                record = self._refresh(self._load(record.id))
+                try:
+                    record = self._load(record.id)
+                except NotFound:
+                    return  # removed meanwhile
                 if record.state == ContainerState.EXITED:
                     return
                 if record.id not in self._stop_signalled:
@@ -180,13 +198,16 @@ class ContainerManager:
                     self._stop_signalled.add(record.id)
             with contextlib.suppress(*_GONE):
                 if self._oci.wait_exit(record.id, timeout) is not None:
-                    self._refresh(self._load(record.id))
+                    self._conmon_exited(record.id)  # the exit it waited for, without waiting for the watcher
                     return
         with self._locks.hold(record.id):
-            record = self._refresh(self._load(record.id))
+            try:
+                record = self._load(record.id)
+            except NotFound:
+                return  # removed meanwhile
             if record.state != ContainerState.EXITED:  # also UNKNOWN: its conmon is gone, runc may still run it
                 self._kill(record)
-            self._refresh(self._load(record.id))
+                self._conmon_exited(record.id)
 
     def remove(self, container_id: str) -> None:
         try:
@@ -194,6 +215,10 @@ class ContainerManager:
         except NotFound:
             return  # CRI: removing a removed container is not an error
         with self._locks.hold(record.id):
+            try:
+                record = self._load(record.id)  # as it is now, not before the lock
+            except NotFound:
+                return  # removed meanwhile
             if record.state != ContainerState.EXITED:
                 self._kill(record)
             self._oci.delete(record.id, force=True)
@@ -226,14 +251,14 @@ class ContainerManager:
         record = self.get(container_id)
         linux_resources = oci_spec.linux_resources(resources)
         with self._locks.hold(record.id):
-            record = self._refresh(self._load(record.id))
+            record = self._load(record.id)
             if record.state in (ContainerState.RUNNING, ContainerState.CREATED):
                 self._oci.update(record.id, linux_resources)
             # As containerd, the stored spec follows too, so an exited container answers OK; the status
             # reports what the spec now holds.
             spec = _update_bundle_resources(Path(record.bundle) / "config.json", linux_resources)
             if spec is not None:
-                self._update(record.replace(resources_b64=encode(cri_resources(spec))))
+                self._lifecycle.update(record.id, resources_b64=encode(cri_resources(spec)))
 
     def reopen_log(self, container_id: str) -> None:
         record = self.get(container_id)
@@ -255,45 +280,42 @@ class ContainerManager:
         with contextlib.suppress(*_GONE):
             self._oci.wait_exit(record.id, 10)
 
-    def watch_exits(self, interval: float = 0.5) -> None:
-        """Notice containers that exit on their own, so their stopped event goes out (until ``close``)."""
-        def loop() -> None:
-            while not self._closed.wait(interval):
-                with contextlib.suppress(Exception):
-                    self.all()
-
-        threading.Thread(target=loop, name="exit-watcher", daemon=True).start()
+    def watch_exits(self) -> None:
+        """Start noticing exits (until ``close``), beginning with those that happened while crishim was down."""
+        self._exits.start()
+        for record in self.all():
+            if record.state != ContainerState.EXITED:
+                self._exits.watch(record.id, self._oci.conmon_pidfd(record.id))
 
     def close(self) -> None:
-        self._closed.set()
+        self._exits.close()
 
-    def _refresh(self, record: ContainerRecord) -> ContainerRecord:
-        """Bring a record in line with what conmon and runc say now; the move to exited is published once."""
-        if record.state == ContainerState.EXITED:
-            return record
-        status = self._oci.exit_status(record.id)
-        if status is None and not (record.state == ContainerState.RUNNING and self._oci.conmon_pid(record.id) is None):
-            return record
-        with self._refresh_lock:
-            try:
-                current = self._load(record.id)
-            except NotFound:
-                return record  # removed meanwhile
-            if current.state == ContainerState.EXITED:
-                return current
-            if status is not None:
-                updated = current.replace(state=ContainerState.EXITED, exit_code=status.exit_code,
-                                          finished_at=status.finished_at_ns,
-                                          reason=_exit_reason(status.exit_code, Path(current.bundle)),
-                                          started_at=current.started_at or current.created_at)
-            else:
-                updated = current.replace(state=ContainerState.UNKNOWN, reason="Unknown",
-                                          message="the container's conmon is gone and left no exit code")
-            if not self._update(updated):
-                return record  # removed meanwhile: never bring it back
-        if updated.state == ContainerState.EXITED:
-            self._publish(updated, "stopped")
-        return updated
+    def _conmon_exited(self, container_id: str) -> None:
+        """The exit notification: conmon is gone (or stop saw the exit); record what it left, once."""
+        try:
+            current = self._load(container_id)
+        except NotFound:
+            return  # removed meanwhile
+        status = self._oci.exit_status(container_id)
+        if status is not None:
+            started_at = current.started_at or self._starting.get(container_id) or current.created_at
+            self._lifecycle.transition(
+                container_id, {ContainerState.CREATED, ContainerState.RUNNING, ContainerState.UNKNOWN},
+                ContainerState.EXITED, exit_code=status.exit_code, finished_at=status.finished_at_ns,
+                reason=_exit_reason(status.exit_code, Path(current.bundle)), started_at=started_at)
+        elif self._oci.conmon_pid(container_id) is None:
+            self._lifecycle.transition(container_id, {ContainerState.RUNNING}, ContainerState.UNKNOWN,
+                                       reason="Unknown",
+                                       message="the container's conmon is gone and left no exit code")
+
+    def _on_moved(self, old: ContainerRecord, new: ContainerRecord) -> None:
+        if new.state == ContainerState.RUNNING or (
+                # It exited before StartContainer could write RUNNING: it did start.
+                old.state == ContainerState.CREATED and new.state == ContainerState.EXITED
+                and new.id in self._starting):
+            self._publish(new, "started")
+        if new.state == ContainerState.EXITED:
+            self._publish(new, "stopped")
 
     def _spec_inputs(self, record: ContainerRecord, sandbox: SandboxRecord, config: api_pb2.ContainerConfig,
                      image: ImageInfo, rootfs: Path) -> oci_spec.SpecInputs:
@@ -324,14 +346,9 @@ class ContainerManager:
         with self._db.transaction() as tx:
             return ContainerRecord.from_doc(tx.get_object(self._namespace, KIND_CONTAINER, container_id))
 
-    def _save(self, record: ContainerRecord) -> None:
+    def _insert(self, record: ContainerRecord) -> None:
         with self._db.transaction() as tx:
             tx.put_object(self._namespace, KIND_CONTAINER, record.id, record.name, record.to_doc())
-
-    def _update(self, record: ContainerRecord) -> bool:
-        """Save a container that must still exist; False if it was removed meanwhile."""
-        with self._db.transaction() as tx:
-            return tx.update_object(self._namespace, KIND_CONTAINER, record.id, record.to_doc())
 
     def _forget(self, container_id: str) -> None:
         with self._db.transaction() as tx:

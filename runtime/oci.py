@@ -169,6 +169,21 @@ class OCIRuntime:
             return None
         return pid if conmon.is_conmon_of(pid, container_id) else None
 
+    def conmon_pidfd(self, container_id: str) -> int | None:
+        """A pidfd of the container's conmon (the caller closes it), or None when no conmon supervises it.
+
+        Checked after opening: the pidfd pins the process, so a pid recycled before the open is caught.
+        """
+        try:
+            pid = int(self._files(container_id).conmon_pid.read_text().strip())
+            fd = os.pidfd_open(pid)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return None
+        if not conmon.is_conmon_of(pid, container_id):
+            os.close(fd)
+            return None
+        return fd
+
     def wait_exit(self, container_id: str, timeout: float) -> ExitStatus | None:
         """Wait up to timeout seconds for the container to exit; None if it is still running.
 

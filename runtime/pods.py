@@ -24,6 +24,7 @@ from errdefs import InvalidArgument, NotFound
 from runtime import namespaces
 from runtime.cni import CNI, PodRef, PortMapping
 from runtime.features import HANDLERS
+from runtime.lifecycle import sandbox_lifecycle
 from runtime.podfiles import remove_pod_files, write_pod_files
 from runtime.records import KIND_SANDBOX, SandboxRecord, SandboxState, encode
 from runtime.undo import quietly
@@ -57,6 +58,7 @@ class PodManager:
         self._state = state
         self._cni = cni
         self._locks = KeyedLocks()
+        self._lifecycle = sandbox_lifecycle(db, namespace)
         # Set by the container side: stop and remove a pod's containers before the pod goes.
         self.stop_containers: Callable[[str], None] = lambda sandbox_id: None
         self.remove_containers: Callable[[str], None] = lambda sandbox_id: None
@@ -71,8 +73,10 @@ class PodManager:
             except NotFound:
                 docs = tx.list_objects(self._namespace, KIND_SANDBOX)
         matches = [d for d in docs if d["id"].startswith(id_or_prefix)]
-        if len(matches) != 1:
+        if not matches:
             raise NotFound(f"pod sandbox {id_or_prefix!r}: not found")
+        if len(matches) > 1:
+            raise InvalidArgument(f"pod sandbox id prefix {id_or_prefix!r} is ambiguous: {len(matches)} pods match")
         return SandboxRecord.from_doc(matches[0])
 
     def all(self) -> list[SandboxRecord]:
@@ -98,35 +102,40 @@ class PodManager:
         with self.locked(sandbox_id), contextlib.ExitStack() as undo:
             # Saved not ready first: it reserves the name, and a crash part-way leaves a pod kubelet will stop
             # and remove (the paths saved before each step tell those what to undo).
-            self._save(record)
+            self._insert(record)
             undo.callback(quietly, self._forget, sandbox_id)
             undo.callback(quietly, namespaces.unpin, self._state, sandbox_id)
             pinned = namespaces.pin(self._state, sandbox_id, _pinned_kinds(modes),
                                     hostname=None if modes.host_network else hostname)
             undo.callback(quietly, remove_pod_files, Path(record.files_dir))
             write_pod_files(Path(record.files_dir), config, hostname, modes.host_ipc)
-            record = record.replace(netns=_text(pinned.net), ipcns=_text(pinned.ipc), utsns=_text(pinned.uts),
-                                    pid_holder=pinned.pid_holder or 0)
-            self._save(record)
+            record = self._moved(sandbox_id, SandboxState.NOTREADY, netns=_text(pinned.net),
+                                 ipcns=_text(pinned.ipc), utsns=_text(pinned.uts), pid_holder=pinned.pid_holder or 0)
             if not modes.host_network:
                 undo.callback(quietly, self._detach, record)
                 result = self._cni.add(Path(record.netns), sandbox_id, _pod_ref(meta), port_mappings=_ports(config))
-                record = record.replace(ips=tuple(str(ip.address.ip) for ip in result.pod_ips()))
-            record = record.replace(state=SandboxState.READY)
-            self._save(record)
+                record = self._moved(sandbox_id, SandboxState.NOTREADY,
+                                     ips=[str(ip.address.ip) for ip in result.pod_ips()])
+            record = self._moved(sandbox_id, SandboxState.READY)
             undo.pop_all()
         log.info("pod.ran", sandbox=sandbox_id, name=record.name, ips=list(record.ips))
         return record
 
     def stop(self, sandbox_id: str) -> None:
-        record = self.get(sandbox_id)
-        with self.locked(record.id):
+        found = self.get(sandbox_id)
+        with self.locked(found.id):
+            try:
+                record = self._load(found.id)  # as it is now: a remove may have run while we waited
+            except NotFound:
+                return
             self.stop_containers(record.id)
             if not _modes(record.config).host_network:
                 self._detach(record)  # from CNI's cache, so also after the netns is gone
             namespaces.stop_pid_holder(self._state, record.id)
             # The IPs went back to IPAM with the CNI DEL: containerd reports none for a stopped pod either.
-            self._save(record.replace(state=SandboxState.NOTREADY, pid_holder=0, ips=()))
+            # Never brings back a pod removed meanwhile: the transition writes only a record that exists.
+            self._lifecycle.transition(record.id, {SandboxState.READY, SandboxState.NOTREADY},
+                                       SandboxState.NOTREADY, pid_holder=0, ips=())
         log.info("pod.stopped", sandbox=record.id)
 
     def remove(self, sandbox_id: str) -> None:
@@ -136,6 +145,10 @@ class PodManager:
             return  # CRI: "If there are no resources to remove, this call must not fail"
         self.stop(record.id)
         with self.locked(record.id):
+            try:
+                record = self._load(record.id)
+            except NotFound:
+                return  # removed by another call meanwhile
             self.remove_containers(record.id)
             namespaces.unpin(self._state, record.id)
             remove_pod_files(Path(record.files_dir))
@@ -151,15 +164,26 @@ class PodManager:
             lost = (record.netns and pinned.net is None) or (record.pid_holder and pinned.pid_holder is None)
             if lost:
                 log.warning("pod.lost", sandbox=record.id, reason="its namespaces are gone (reboot?)")
-                self._save(record.replace(state=SandboxState.NOTREADY, pid_holder=0))
+                self._lifecycle.transition(record.id, {SandboxState.READY}, SandboxState.NOTREADY, pid_holder=0)
 
     def _detach(self, record: SandboxRecord) -> None:
         netns = Path(record.netns) if record.netns else None
         self._cni.delete(netns, record.id, _pod_ref(record.config.metadata), port_mappings=_ports(record.config))
 
-    def _save(self, record: SandboxRecord) -> None:
+    def _insert(self, record: SandboxRecord) -> None:
         with self._db.transaction() as tx:
             tx.put_object(self._namespace, KIND_SANDBOX, record.id, record.name, record.to_doc())
+
+    def _load(self, sandbox_id: str) -> SandboxRecord:
+        with self._db.transaction() as tx:
+            return SandboxRecord.from_doc(tx.get_object(self._namespace, KIND_SANDBOX, sandbox_id))
+
+    def _moved(self, sandbox_id: str, to: str, **fields: object) -> SandboxRecord:
+        """A step of RunPodSandbox: the pod must still be there and not ready."""
+        record = self._lifecycle.transition(sandbox_id, {SandboxState.NOTREADY}, to, **fields)
+        if record is None:
+            raise NotFound(f"pod sandbox {sandbox_id} was removed while it was being set up")
+        return record
 
     def _forget(self, sandbox_id: str) -> None:
         with self._db.transaction() as tx:
