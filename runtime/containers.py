@@ -149,7 +149,7 @@ class ContainerManager:
             pid = self._oci.create(container_id, bundle, output, tty=config.tty, stdin=config.stdin,
                                    stdin_once=config.stdin_once)
             created = self._lifecycle.transition(container_id, {ContainerState.CREATED}, ContainerState.CREATED,
-                                                 pid=pid)
+                                                 pid=pid, user=record.user, resources_b64=record.resources_b64)
             if created is None:
                 raise NotFound(f"container {container_id} was removed while it was being created")
             record = created

@@ -17,7 +17,7 @@ StopPodSandbox and recovery move READY → NOTREADY. Queries never write.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from errdefs import NotFound
 from runtime.records import KIND_CONTAINER, KIND_SANDBOX, ContainerRecord, ContainerState, SandboxRecord, SandboxState
@@ -50,6 +50,7 @@ class _Record(Protocol):
     @property
     def state(self) -> str: ...
     def to_doc(self) -> dict[str, Any]: ...
+    def replace(self, **changes: Any) -> Self: ...
 
 
 R = TypeVar("R", bound=_Record)
@@ -78,7 +79,7 @@ class Lifecycle(Generic[R]):
                 return None
             if current.state not in allowed_from:
                 return None
-            updated = self._from_doc({**current.to_doc(), **fields, "state": to})
+            updated = current.replace(**fields, state=to)
             tx.update_object(self._namespace, self._kind, obj_id, updated.to_doc())
         if updated.state != current.state:
             self._on_moved(current, updated)
@@ -94,7 +95,7 @@ class Lifecycle(Generic[R]):
                 current = self._from_doc(tx.get_object(self._namespace, self._kind, obj_id))
             except NotFound:
                 return None
-            updated = self._from_doc({**current.to_doc(), **fields})
+            updated = current.replace(**fields)
             tx.update_object(self._namespace, self._kind, obj_id, updated.to_doc())
         return updated
 
