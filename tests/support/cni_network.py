@@ -194,27 +194,39 @@ def conflist(name: str, bridge: str, subnet: ipaddress.IPv4Network, ipam_dir: Pa
 
 
 @contextlib.contextmanager
-def temporary_network(workdir: Path) -> Iterator[Network]:
+def temporary_network(workdir: Path, *, hold_lock: bool = True) -> Iterator[Network]:
     """A fresh network configured under workdir (net.d/, ipam/, cache/); everything it did to the host is
-    undone on exit."""
+    undone on exit. A long user (critest runs for many minutes) passes hold_lock=False and takes the lock only
+    while it sets up and tears down, so other runs are not kept waiting past their lock timeout."""
     require_plugins()
-    with _test_lock():
-        token = secrets.token_hex(4)
-        conf_dir, ipam_dir = workdir / "net.d", workdir / "ipam"
-        conf_dir.mkdir(parents=True)
-        net = Network(f"crishim-test-{token}", f"cshim{token}", _free_subnet(), conf_dir, ipam_dir,
-                      CNI(conf_dir, workdir / "cache", [PLUGIN_DIR]))
-        (conf_dir / "10-test.conflist").write_text(json.dumps(conflist(net.name, net.bridge, net.subnet, ipam_dir)))
-        before = {table: rules(table) for table in ("nat", "filter")}
-        forward = IP_FORWARD.read_text()
+    life = _test_lock() if hold_lock else contextlib.nullcontext()
+    step = contextlib.nullcontext if hold_lock else _test_lock
+    with life:
+        with step():
+            net, before, forward = _make_network(workdir)
         try:
             yield net
         finally:
-            subprocess.run(["ip", "link", "del", net.bridge], capture_output=True)
-            _remove_network_rules(net, before)
-            _remove_idle_portmap_chains(before)
-            if IP_FORWARD.read_text() != forward:
-                IP_FORWARD.write_text(forward)
+            with step():
+                _undo_network(net, before, forward)
+
+
+def _make_network(workdir: Path) -> tuple[Network, dict[str, list[str]], str]:
+    token = secrets.token_hex(4)
+    conf_dir, ipam_dir = workdir / "net.d", workdir / "ipam"
+    conf_dir.mkdir(parents=True)
+    net = Network(f"crishim-test-{token}", f"cshim{token}", _free_subnet(), conf_dir, ipam_dir,
+                  CNI(conf_dir, workdir / "cache", [PLUGIN_DIR]))
+    (conf_dir / "10-test.conflist").write_text(json.dumps(conflist(net.name, net.bridge, net.subnet, ipam_dir)))
+    return net, {table: rules(table) for table in ("nat", "filter")}, IP_FORWARD.read_text()
+
+
+def _undo_network(net: Network, before: dict[str, list[str]], forward: str) -> None:
+    subprocess.run(["ip", "link", "del", net.bridge], capture_output=True)
+    _remove_network_rules(net, before)
+    _remove_idle_portmap_chains(before)
+    if IP_FORWARD.read_text() != forward:
+        IP_FORWARD.write_text(forward)
 
 
 # ---- reaching a pod ----------------------------------------------------------------------------------------
