@@ -2,7 +2,7 @@
 PYTHON := .venv/bin/python
 ARGS ?=
 
-.PHONY: setup configure run test unit lint proto bench
+.PHONY: setup configure run test unit lint proto bench conformance
 
 setup:
 	./script/setup/install-deps
@@ -29,3 +29,10 @@ proto: setup
 bench: setup
 	$(PYTHON) -m bench.pull_unpack
 	$(PYTHON) -m bench.container_start
+
+# critest against crishim and containerd 1.6; the junit reports stay in build/conformance.
+conformance: setup
+	mkdir -p build/conformance
+	CRISHIM_CONFORMANCE_REPORTS=$(CURDIR)/build/conformance $(PYTHON) -m pytest tests/e2e/test_critest.py $(ARGS); \
+	status=$$?; $(PYTHON) -m tests.support.conformance_report build/conformance > build/conformance/conformance.md \
+	&& cp build/conformance/conformance.md docs/conformance.md && exit $$status
