@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cni_network import PLUGIN_DIR, temporary_network
+from tests.support.cni_network import PLUGIN_DIR, Network, temporary_network
 from tests.support.containerd import start_containerd
 from tests.support.critest import CritestRun, critest_binary, known_failure, run_critest
 from tests.support.critest_images import MIRRORED, busybox_images, nginx_images, pause_image, push_images
@@ -40,7 +40,10 @@ from tests.support.seed_image import SeedImage
 from tests.support.tools import require_root
 
 pytestmark = pytest.mark.root
-SANDBOX_IMAGE = "registry.k8s.io/pause:3.9"  # containerd's sandbox, one of the images critest pulls anyway
+SANDBOX_IMAGE = "registry.k8s.io/pause:3.9"
+# Other runs on the machine may hold the CNI test lock for their whole life (kubelet tests do); a suite that
+# itself takes minutes can wait longer for it than the default.
+LOCK_TIMEOUT = 1200.0  # containerd's sandbox, one of the images critest pulls anyway
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +69,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def on_crishim(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
                critest_registry: Registry, reports: Path) -> list[SpecResult]:
     workdir = tmp_path_factory.mktemp("critest-crishim")
-    with temporary_network(workdir / "cni", hold_lock=False) as network:
+    with _network(workdir / "cni") as network:
         extra = ["--cni-conf-dir", str(network.conf_dir), "--cni-bin-dir", str(PLUGIN_DIR)]
         daemon = Crishim(workdir / "crishim", CrishimOptions([critest_registry.host], extra_args=extra))
         _mirror(daemon.certs_dir, critest_registry)
@@ -82,7 +85,7 @@ def on_crishim(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 @pytest.fixture(scope="module")
 def on_containerd(request: pytest.FixtureRequest, critest_registry: Registry,
                   reports: Path) -> list[SpecResult]:
-    with _containerd_workdir() as workdir, temporary_network(workdir / "cni", hold_lock=False):
+    with _containerd_workdir() as workdir, _network(workdir / "cni"):
         # start_containerd reads its CNI config from workdir/cni/net.d, where the network writes it.
         oracle = start_containerd(workdir, [critest_registry.host], sandbox_image=SANDBOX_IMAGE)
         try:
@@ -113,6 +116,10 @@ def test_crishim_passes_every_spec_containerd_passes(on_crishim: list[SpecResult
     missing = [spec.name for spec in on_containerd if spec.name not in crishim]
     assert not missing, f"specs in containerd's report but not crishim's: {missing}"
     assert not behind, _describe("pass on containerd 1.6 but not on crishim", behind)
+
+
+def _network(workdir: Path) -> contextlib.AbstractContextManager[Network]:
+    return temporary_network(workdir, hold_lock=False, lock_timeout=LOCK_TIMEOUT)
 
 
 def _mirror(certs_dir: Path, registry: Registry) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import ipaddress
 import json
 import random
@@ -194,13 +195,13 @@ def conflist(name: str, bridge: str, subnet: ipaddress.IPv4Network, ipam_dir: Pa
 
 
 @contextlib.contextmanager
-def temporary_network(workdir: Path, *, hold_lock: bool = True) -> Iterator[Network]:
+def temporary_network(workdir: Path, *, hold_lock: bool = True, lock_timeout: float = 300.0) -> Iterator[Network]:
     """A fresh network configured under workdir (net.d/, ipam/, cache/); everything it did to the host is
     undone on exit. A long user (critest runs for many minutes) passes hold_lock=False and takes the lock only
     while it sets up and tears down, so other runs are not kept waiting past their lock timeout."""
     require_plugins()
-    life = _test_lock() if hold_lock else contextlib.nullcontext()
-    step = contextlib.nullcontext if hold_lock else _test_lock
+    life = _test_lock(lock_timeout) if hold_lock else contextlib.nullcontext()
+    step = contextlib.nullcontext if hold_lock else functools.partial(_test_lock, lock_timeout)
     with life:
         with step():
             net, before, forward = _make_network(workdir)
