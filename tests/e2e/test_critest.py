@@ -1,8 +1,8 @@
 """critest, cri-tools' CRI validation suite, against crishim — and against containerd 1.6 on the same host with
 the same images and mirrors.
 
-Every spec this host can run must pass on crishim, except the known failures tests/support/critest.py names
-with the feature crishim lacks; and every spec containerd passes here must pass on crishim too. The images
+Every spec this host can run must pass on crishim, and every spec containerd passes here must pass on
+crishim too. The images
 critest pulls are rebuilt locally (tests/support/critest_images.py) and reached through hosts.toml mirrors for
 registry.k8s.io, k8s.gcr.io and gcr.io, so no name critest uses is ever resolved. Each runtime's suite takes
 one to three minutes.
@@ -17,7 +17,6 @@ import contextlib
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import pytest
 
 from tests.support.cni_network import PLUGIN_DIR, Network, temporary_network
 from tests.support.containerd import start_containerd
-from tests.support.critest import CritestRun, critest_binary, known_failure, run_critest
+from tests.support.critest import CritestRun, critest_binary, run_critest
 from tests.support.critest_images import MIRRORED, busybox_images, nginx_images, pause_image, push_images
 from tests.support.critest_parts import provide_parts
 from tests.support.daemon import Crishim, CrishimOptions
@@ -99,20 +98,15 @@ def on_containerd(request: pytest.FixtureRequest, critest_registry: Registry,
 
 def test_every_spec_this_host_can_run_passes_on_crishim(on_crishim: list[SpecResult]) -> None:
     assert sum(spec.status == PASSED for spec in on_crishim) > len(on_crishim) // 2, "critest barely ran"
-    failed = [spec for spec in on_crishim if spec.status == FAILED and not known_failure(spec.name)]
+    failed = [spec for spec in on_crishim if spec.status == FAILED]
     assert not failed, _describe("failed on crishim", failed)
-    fixed = [spec for spec in on_crishim if spec.status == PASSED and known_failure(spec.name)]
-    if fixed:
-        warnings.warn(_describe("pass now: drop them from KNOWN_FAILURES in tests/support/critest.py", fixed),
-                      stacklevel=1)
 
 
 def test_crishim_passes_every_spec_containerd_passes(on_crishim: list[SpecResult],
                                                      on_containerd: list[SpecResult]) -> None:
     crishim = {spec.name: spec for spec in on_crishim}
     behind = [crishim[spec.name] for spec in on_containerd if spec.status == PASSED
-              and spec.name in crishim and crishim[spec.name].status != PASSED
-              and not known_failure(spec.name)]
+              and spec.name in crishim and crishim[spec.name].status != PASSED]
     missing = [spec.name for spec in on_containerd if spec.name not in crishim]
     assert not missing, f"specs in containerd's report but not crishim's: {missing}"
     assert not behind, _describe("pass on containerd 1.6 but not on crishim", behind)

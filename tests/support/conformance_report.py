@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.critest import VERSION, known_failure, skip_reason
+from tests.support.critest import VERSION, skip_reason
 from tests.support.junit import FAILED, PASSED, SKIPPED, SpecResult, read_report
 
 RUNTIMES = (("crishim", "crishim"), ("containerd", "containerd 1.6"))
@@ -30,7 +30,7 @@ class Row:
     results: tuple[SpecResult | None, ...]  # one per runtime, None when that report lacks the spec
 
 
-def reason_for_skip(spec: SpecResult, runtime: str = "") -> str:
+def reason_for_skip(spec: SpecResult) -> str:
     message = spec.message.removeprefix("skipped").lstrip(" -:").strip()
     if message:
         return message
@@ -77,28 +77,32 @@ def render(reports: Sequence[list[SpecResult]]) -> str:
     lines += [f"| {_escape(row.spec.removeprefix(PREFIX))} | " + " | ".join(_cell(r) for r in row.results) + " |"
               for row in table]
     lines += ["", "## Why specs were skipped", ""] + _notes(table, SKIPPED, reason_for_skip)
-    lines += ["", "## Why specs failed", "", "The first line of critest's failure message.", ""]
+    lines += ["", "## Why specs failed", "",
+              "The first line of critest's failure message (and the RPC error it reports).", ""]
     lines += _notes(table, FAILED, _first_line) or ["None."]
     return "\n".join(lines) + "\n"
 
 
-def _notes(table: list[Row], status: str, explain: Callable[[SpecResult, str], str]) -> list[str]:
+def _notes(table: list[Row], status: str, explain: Callable[[SpecResult], str]) -> list[str]:
     """One line per spec and explanation, naming the runtimes it applies to."""
     notes = []
     for row in table:
         by_text: dict[str, list[str]] = {}
-        for (name, title), spec in zip(RUNTIMES, row.results, strict=True):
+        for (_, title), spec in zip(RUNTIMES, row.results, strict=True):
             if spec is not None and spec.status == status:
-                by_text.setdefault(explain(spec, name), []).append(title)
+                by_text.setdefault(explain(spec), []).append(title)
         notes += [f"- {_escape(row.spec.removeprefix(PREFIX))} ({', '.join(titles)}): {_escape(text)}"
                   for text, titles in by_text.items()]
     return notes
 
 
-def _first_line(spec: SpecResult, runtime: str) -> str:
-    line = spec.message.splitlines()[0] if spec.message else "(no message)"
-    known = known_failure(spec.name) if runtime == "crishim" else None
-    return f"{line} — known: {known}" if known else line
+def _first_line(spec: SpecResult) -> str:
+    """The failure's headline; for gomega's "Unexpected error:", the error it goes on to print."""
+    lines = [line.strip() for line in spec.message.splitlines() if line.strip()]
+    if not lines:
+        return "(no message)"
+    rpc = next((line for line in lines if line.startswith("rpc error:")), None)
+    return f"{lines[0]} {rpc}" if lines[0] == "Unexpected error:" and rpc else lines[0]
 
 
 def _cell(spec: SpecResult | None) -> str:

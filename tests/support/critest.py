@@ -7,7 +7,6 @@ first in PATH that records the ids of the segments it creates, which are removed
 
 Specs no runtime can pass on this host are skipped by name, each with its reason (``SKIPPED``); critest skips
 others itself (AppArmor on a kernel without it, features a runtime does not report), saying why in the report.
-``KNOWN_FAILURES`` are the specs crishim fails for a feature it does not have yet, each with what is missing.
 """
 
 from __future__ import annotations
@@ -24,12 +23,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.kube_build import CACHE_ROOT, pinned_versions
 from tests.support.mounts import unmount_under
 from tests.support.procs import run
 from tests.support.tools import binary
 
-VERSION = "v1.36.0"
-CACHE = Path(os.environ.get("CRISHIM_CACHE", "/var/cache/crishim-tests"))
+VERSION = pinned_versions()[1]  # script/setup/build-kube's pin
 RUN_TIMEOUT = 60 * 60
 
 
@@ -41,20 +40,8 @@ class NamedSpec:
 
 SKIPPED = (
     NamedSpec(r"public image with digest should be pulled and removed",
-                "pulls gcr.io/k8s-staging-cri-tools/test-image-digest by a fixed upstream digest; no local build "
-                "can produce those bytes and the tests never reach a public registry"),
-)
-
-
-# Specs crishim is known to fail, by the missing feature: they fail the conformance test no longer, and an entry
-# whose spec passes again is reported so it can go.
-STREAMING = "crishim has no streaming server yet: Exec, Attach and PortForward answer UNIMPLEMENTED"
-KNOWN_FAILURES = (
-    NamedSpec(r"Streaming .* should support exec with tty=false and stdin=false", STREAMING),
-    NamedSpec(r"Streaming .* should support exec with tty=true and stdin=true", STREAMING),
-    NamedSpec(r"Streaming .* should support attach", STREAMING),
-    NamedSpec(r"Streaming .* should support portforward \[Conformance\]", STREAMING),
-    NamedSpec(r"Streaming .* should support portforward in host network", STREAMING),
+              "pulls gcr.io/k8s-staging-cri-tools/test-image-digest by a fixed upstream digest; no local build "
+              "can produce those bytes and the tests never reach a public registry"),
 )
 
 
@@ -67,7 +54,7 @@ class CritestRun:
 
 
 def critest_binary() -> Path:
-    path = CACHE / "critest" / VERSION / "critest"
+    path = CACHE_ROOT / "critest" / VERSION / "critest"
     if not os.access(path, os.X_OK):
         pytest.skip(f"critest {VERSION} is not built at {path} (script/setup/build-kube critest builds it)")
     return path
@@ -95,15 +82,7 @@ def run_critest(endpoint: Path, reports: Path, name: str, scratch: Path, *, focu
 
 
 def skip_reason(spec_name: str) -> str | None:
-    return _reason(SKIPPED, spec_name)
-
-
-def known_failure(spec_name: str) -> str | None:
-    return _reason(KNOWN_FAILURES, spec_name)
-
-
-def _reason(specs: tuple[NamedSpec, ...], spec_name: str) -> str | None:
-    return next((s.reason for s in specs if re.search(s.pattern, spec_name)), None)
+    return next((s.reason for s in SKIPPED if re.search(s.pattern, spec_name)), None)
 
 
 @contextlib.contextmanager
