@@ -27,8 +27,9 @@ CASES = {
   <testcase name="[It] [k8s.io] PodSandbox runtime should support running PodSandbox [Conformance]" status="failed"
             time="0.5"><failure message="Timed out after 60.001s." type="failed"></failure></testcase>
   <testcase name="[It] [k8s.io] Idempotence StopContainer should not return an error if not found" status="failed">
-    <failure message="Unexpected error:&#xA;  &lt;*status.Error&gt;: &#xA;  rpc error: code = NotFound desc = gone&#xA;  {"
-             type="failed"></failure></testcase>
+    <failure type="failed"
+             message="Unexpected error:&#xA;  &lt;*status.Error&gt;: &#xA;  rpc error: code = NotFound desc = gone&#xA;"
+             ></failure></testcase>
   <testcase name="[It] [k8s.io] Streaming runtime should support attach [Conformance]" status="passed"
             time="0.4"></testcase>
   <testcase name="[It] [k8s.io] Image benchmark about listing Image" status="skipped" time="0">
