@@ -64,7 +64,7 @@ async def serve_spdy(conn: ByteConn, forward: Forward, describe: Callable[[int],
         pair = pairs.get(request_id)
         if pair is None:
             pair = pairs[request_id] = _Pair(request_id)
-            spawn(_expire(pair, pairs, creation_timeout))
+            spawn(_expire(pair, pairs, creation_timeout, spdy))
         if getattr(pair, kind) is not None:
             spawn(_complain(pair, f"{kind} stream already assigned"))
             return
@@ -115,11 +115,16 @@ async def _forward(pair: _Pair, port: int, forward: Forward, describe: Callable[
         spdy.forget(error)
 
 
-async def _expire(pair: _Pair, pairs: dict[str, _Pair], timeout: float) -> None:
+async def _expire(pair: _Pair, pairs: dict[str, _Pair], timeout: float, spdy: SpdyConnection) -> None:
     try:
         await asyncio.sleep(timeout)
         if pair.data is None or pair.error is None:
             await _complain(pair, f"timed out waiting for streams of request {pair.request_id}")
+            # The half pair gives its stream back, or enough of them would use up the connection's streams.
+            for stream in (pair.data, pair.error):
+                if stream is not None:
+                    await stream.reset()
+                    spdy.forget(stream)
     finally:
         pairs.pop(pair.request_id, None)
 

@@ -97,10 +97,10 @@ async def open_spdy(conn: ByteConn, protocol: str, options: StreamOptions, *, id
 
     async def on_stream(stream: SpdyStream) -> None:
         kind = stream.header("streamtype")
-        if kind in kinds and kind not in streams:
-            streams[kind] = stream
-        else:
-            log.info("streaming client opened an unexpected stream", stream_type=kind)
+        if kind not in kinds or kind in streams:
+            # Refused, not left open: nobody would read it, and its unread data would stall the connection.
+            raise ValueError(f"unexpected stream of type {kind!r}")
+        streams[kind] = stream
         changed.set()
 
     reader = asyncio.create_task(spdy.serve(on_stream))

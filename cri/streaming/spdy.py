@@ -102,6 +102,7 @@ class SpdyConnection:
         self._last_stream_id = 0
         self._closed = asyncio.Event()
         self._gone = False
+        self._goaway_sent = False
 
     @property
     def closed(self) -> asyncio.Event:
@@ -125,8 +126,7 @@ class SpdyConnection:
                 await self._handle_bytes(data, on_stream)
         except ProtocolError as exc:
             log.warning("streaming client broke the SPDY protocol", error=str(exc))
-            with contextlib.suppress(ConnectionError):
-                await self.send(GoAway(self._last_stream_id, RstStatus.PROTOCOL_ERROR))
+            await self._go_away(RstStatus.PROTOCOL_ERROR)
         except ConnectionError:
             pass
         finally:
@@ -205,7 +205,14 @@ class SpdyConnection:
         for stream in list(self._streams.values()):
             stream._incoming.close()
         self._streams.clear()
-        with contextlib.suppress(ConnectionError):
-            await self.send(GoAway(self._last_stream_id))
+        await self._go_away(0)
         self._gone = True
         await self._conn.close()
+
+    async def _go_away(self, status: int) -> None:
+        # One GOAWAY per connection: a second (OK) one would hide the error status of the first.
+        if self._goaway_sent:
+            return
+        self._goaway_sent = True
+        with contextlib.suppress(ConnectionError):
+            await self.send(GoAway(self._last_stream_id, status))
