@@ -102,7 +102,9 @@ async def decode_resizes(stream: Input) -> AsyncIterator[TerminalSize]:
                 value, end = decoder.raw_decode(text)
             except json.JSONDecodeError:
                 if len(text) > _MAX_RESIZE_MESSAGE:
-                    return
+                    # Not resize messages: dropped, and the stream read on, since its unread data would
+                    # hold up every other stream of the connection.
+                    buffer = ""
                 break
             buffer = text[end:]
             if isinstance(value, dict):

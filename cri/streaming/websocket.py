@@ -28,7 +28,7 @@ from cri import logs
 from cri.streaming.byte_stream import ByteStream
 from cri.streaming.conn import ByteConn
 
-__all__ = ["CLOSE_SIGNAL", "ChannelConn", "WebSocket", "accept_headers", "choose_protocol"]
+__all__ = ["CLOSE_SIGNAL", "ChannelConn", "MessageRefused", "WebSocket", "accept_headers", "choose_protocol"]
 
 log = logs.get_logger()
 
@@ -37,6 +37,17 @@ CLOSE_SIGNAL = 255
 MAX_MESSAGE = 4 * 1024 * 1024
 _BASE64_PROTOCOLS = ("base64.channel.k8s.io", "v4.base64.channel.k8s.io")
 _CLOSE_SIGNAL_PROTOCOLS = ("v5.channel.k8s.io",)
+# A close frame's reason must fit in a control frame (RFC 6455 5.5: 125 bytes with the code).
+_MAX_CLOSE_REASON = 100
+
+
+class MessageRefused(ConnectionResetError):
+    """A message the protocol does not allow: the WebSocket is closed with ``code`` (RFC 6455 7.4.1), so
+    the client learns why."""
+
+    def __init__(self, reason: str, code: CloseReason) -> None:
+        super().__init__(reason)
+        self.code = code
 
 
 def choose_protocol(offered: Sequence[str], supported: Sequence[str]) -> str | None:
@@ -104,7 +115,7 @@ class WebSocket:
         self._partial.append(bytes(event.data) if isinstance(event.data, bytearray) else event.data)
         self._partial_size += len(event.data)
         if self._partial_size > MAX_MESSAGE:
-            raise ConnectionResetError(f"WebSocket message larger than {MAX_MESSAGE} bytes")
+            raise MessageRefused(f"WebSocket message larger than {MAX_MESSAGE} bytes", CloseReason.MESSAGE_TOO_BIG)
         if not event.message_finished:
             return None
         parts, self._partial, self._partial_size = self._partial, [], 0
@@ -122,12 +133,12 @@ class WebSocket:
         async with self._write_lock:
             await self._conn.write(data)
 
-    async def close(self) -> None:
+    async def close(self, code: CloseReason = CloseReason.NORMAL_CLOSURE, reason: str = "") -> None:
         if self._gone:
             return
         if self._ws.state is ConnectionState.OPEN:
             with contextlib.suppress(ConnectionError, LocalProtocolError):
-                await self._send_frame(self._ws.send(CloseConnection(code=CloseReason.NORMAL_CLOSURE)))
+                await self._send_frame(self._ws.send(CloseConnection(code, reason[:_MAX_CLOSE_REASON])))
         self._gone = True
         await self._conn.close()
 
@@ -178,6 +189,9 @@ class ChannelConn:
         try:
             while (message := await self._ws.receive()) is not None:
                 await self._route(message)
+        except MessageRefused as exc:
+            log.info("streaming client sent a message its protocol does not allow", reason=str(exc))
+            await self._ws.close(exc.code, str(exc))
         except ConnectionError as exc:
             log.info("streaming WebSocket closed", reason=str(exc))
         finally:
@@ -186,12 +200,14 @@ class ChannelConn:
             self.closed.set()
 
     async def _route(self, message: bytes | str) -> None:
+        if isinstance(message, str) and not self._base64:
+            raise MessageRefused(f"text message on {self.protocol or 'channel.k8s.io'}", CloseReason.UNSUPPORTED_DATA)
         raw = message.encode() if isinstance(message, str) else message
         if not raw:
             return
         if self._close_signal and raw[0] == CLOSE_SIGNAL:
             if len(raw) != 2 or raw[1] >= len(self.channels):
-                raise ConnectionResetError(f"bad stream close signal {raw[:8]!r}")
+                raise MessageRefused(f"bad stream close signal {raw[:8]!r}", CloseReason.PROTOCOL_ERROR)
             self.channels[raw[1]].incoming.close()
             return
         number = raw[0] - ord("0") if self._base64 else raw[0]
@@ -202,7 +218,8 @@ class ChannelConn:
             try:
                 data = base64.b64decode(data, validate=True)
             except binascii.Error as exc:
-                raise ConnectionResetError(f"channel {number}: payload is not base64") from exc
+                raise MessageRefused(f"channel {number}: payload is not base64",
+                                     CloseReason.INVALID_FRAME_PAYLOAD_DATA) from exc
         channel = self.channels[number]
         if channel.readable:
             await channel.incoming.put(data)
@@ -218,14 +235,18 @@ class TunnelConn:
         self._ws = ws
 
     async def read(self) -> bytes:
-        while True:
-            message = await self._ws.receive()
-            if message is None:
-                return b""
-            if isinstance(message, str):
-                raise ConnectionResetError("text message on a tunnelled connection")
-            if message:
-                return message
+        try:
+            while True:
+                message = await self._ws.receive()
+                if message is None:
+                    return b""
+                if isinstance(message, str):
+                    raise MessageRefused("text message on a tunnelled connection", CloseReason.UNSUPPORTED_DATA)
+                if message:
+                    return message
+        except MessageRefused as exc:
+            await self._ws.close(exc.code, str(exc))
+            raise
 
     async def write(self, data: bytes) -> None:
         await self._ws.send(data)
