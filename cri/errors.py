@@ -28,6 +28,7 @@ STATUS_CODES: Mapping[type[errdefs.CrishimError], grpc.StatusCode] = types.Mappi
         errdefs.DataLoss: grpc.StatusCode.DATA_LOSS,
         errdefs.OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
         errdefs.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+        errdefs.Cancelled: grpc.StatusCode.CANCELLED,
         errdefs.Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
     }
 )

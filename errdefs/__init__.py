@@ -14,6 +14,7 @@ codes in one table (``cri.errors``), as containerd's errdefs does::
     ├── DataLoss               content does not match its digest or size
     ├── OutOfRange             an offset past the end of the thing read
     ├── ResourceExhausted      a limit on concurrent work is reached
+    ├── Cancelled              the caller gave up (cancelled the RPC, or its deadline passed)
     └── Unimplemented          the operation is not supported
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 __all__ = [
     "AlreadyExists",
+    "Cancelled",
     "CrishimError",
     "DataLoss",
     "DeadlineExceeded",
@@ -80,4 +82,8 @@ class Unimplemented(CrishimError):
 
 
 class ResourceExhausted(CrishimError):
+    pass
+
+
+class Cancelled(CrishimError):
     pass

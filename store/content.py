@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from errdefs import DataLoss, InvalidArgument, NotFound
+from store.cancel import Cancellation
 from store.digest import Digest
 from store.locks import KeyedLocks
 
@@ -102,15 +103,17 @@ class ContentStore:
         return total, inodes
 
     @contextmanager
-    def writer(self, ref: str, expected: Digest, total: int) -> Iterator[Writer]:
+    def writer(self, ref: str, expected: Digest, total: int, *, cancel: Cancellation | None = None,
+               wait: bool = True) -> Iterator[Writer]:
         """Open the ingest for ``ref``, resuming what is on disk; one writer per ref at a time.
 
-        A second caller for the same ref waits until the first is done, so two
-        pulls of one image download each blob once.
+        A second caller for the same ref waits until the first is done (or ``cancel`` is set), so two
+        pulls of one image download each blob once; with ``wait=False`` it is Unavailable at once, as
+        containerd answers a client writing to a ref in use.
         """
         if not ref:
             raise InvalidArgument("ingest ref must not be empty")
-        with self._ref_locks.hold(ref):
+        with self._ref_locks.hold(ref, cancel, wait):
             writer = Writer(self, self._ingest_dir(ref), ref, expected, total)
             try:
                 yield writer

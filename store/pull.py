@@ -20,6 +20,7 @@ import structlog
 
 from errdefs import InvalidArgument, NotFound
 from store import mediatypes
+from store.cancel import Cancellation
 from store.content import ContentStore
 from store.descriptor import Descriptor, ImageConfig, Index, Manifest
 from store.digest import Digest
@@ -75,19 +76,24 @@ class Puller:
     def pull(self, namespace: str, ref: Reference, credentials: Credentials | None,
              record: Callable[[Tx, PulledImage], None] = lambda tx, image: None,
              unpack: Callable[[PulledImage], ContentLabels] = lambda image: {},
-             have_layer: Callable[[Digest], bool] = lambda chain: False) -> PulledImage:
+             have_layer: Callable[[Digest], bool] = lambda chain: False,
+             cancel: Cancellation | None = None) -> PulledImage:
         """Fetch ``ref`` and commit its content.
 
         ``have_layer(chain ID)`` tells which layers need no download (they are
         unpacked already); ``unpack`` runs once everything is fetched and returns
         more labels for the image's blobs; ``record`` runs inside the final
-        transaction.
+        transaction. Once ``cancel`` is set the pull stops at its next chunk and
+        fails with Cancelled; its lease goes, its partial downloads stay in ingest/.
         """
+        cancel = cancel or Cancellation()
         lease = self._create_lease(namespace)
         try:
-            with self._client(ref, credentials) as client:
-                image, fetched = _Pull(self, client, namespace, lease.id, ref, have_layer).run()
+            with self._client(ref, credentials, cancel) as client:
+                image, fetched = _Pull(self, client, namespace, lease.id, ref, have_layer, cancel).run()
+            cancel.check()
             extra = unpack(image)
+            cancel.check()
             with self._db.transaction() as tx:
                 for item in fetched:
                     labels = {**_with_source(tx, namespace, item, ref), **extra.get(item.desc.digest, {})}
@@ -100,9 +106,9 @@ class Puller:
             raise
         return image
 
-    def _client(self, ref: Reference, credentials: Credentials | None) -> RegistryClient:
+    def _client(self, ref: Reference, credentials: Credentials | None, cancel: Cancellation) -> RegistryClient:
         return RegistryClient(ref.domain, ref.path, self._hosts.hosts_for(ref.domain), credentials,
-                              progress_timeout=self._progress_timeout, on_bytes=self._on_bytes)
+                              progress_timeout=self._progress_timeout, on_bytes=self._on_bytes, cancel=cancel)
 
     def _create_lease(self, namespace: str) -> Lease:
         expire = (datetime.now(UTC) + _LEASE_TTL).isoformat()
@@ -114,8 +120,9 @@ class _Pull:
     """The state of one pull: which blobs it has fetched and how they are labelled."""
 
     def __init__(self, puller: Puller, client: RegistryClient, namespace: str, lease_id: str,
-                 ref: Reference, have_layer: Callable[[Digest], bool]) -> None:
+                 ref: Reference, have_layer: Callable[[Digest], bool], cancel: Cancellation) -> None:
         self._have_layer = have_layer
+        self._cancel = cancel
         self._p = puller
         self._client = client
         self._namespace = namespace
@@ -189,7 +196,7 @@ class _Pull:
             tx.add_lease_resource(self._namespace, self._lease_id, LEASE_CONTENT, str(desc.digest))
         if content.exists(desc.digest):
             return
-        with content.writer(_ref_key(desc), desc.digest, desc.size) as writer:
+        with content.writer(_ref_key(desc), desc.digest, desc.size, cancel=self._cancel) as writer:
             if content.exists(desc.digest):
                 return  # another pull committed it while we waited for the ingest
             log.debug("pull.fetch", digest=str(desc.digest), size=desc.size, resume_at=writer.offset)

@@ -9,6 +9,7 @@ import structlog
 from cri.api.runtime.v1 import api_pb2
 from cri.constants import CRI_NAMESPACE
 from cri.image_service.catalog import image_record_labels
+from store.cancel import Cancellation
 from store.metadata import ImageRecord, Tx
 from store.pull import PulledImage
 from store.reference import Reference
@@ -20,13 +21,17 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
-def pull_image(svc: ImageService, request: api_pb2.PullImageRequest) -> api_pb2.PullImageResponse:
+def pull_image(svc: ImageService, request: api_pb2.PullImageRequest,
+               cancel: Cancellation | None = None) -> api_pb2.PullImageResponse:
+    """Pull on the calling thread; ``cancel`` (the RPC's) stops the download and the unpack."""
     ref = Reference.parse(request.image.image)
     credentials = _credentials(svc, request, ref)
+    cancel = cancel or Cancellation()
     try:
         with svc.metrics.pull(), svc.pulling():
             image = svc.puller.pull(CRI_NAMESPACE, ref, credentials, record=_record_names,
-                                    unpack=svc.unpacker.unpack, have_layer=svc.unpacker.has_layer)
+                                    unpack=lambda pulled: svc.unpacker.unpack(pulled, cancel),
+                                    have_layer=svc.unpacker.has_layer, cancel=cancel)
     except BaseException:
         # Blobs of a failed pull are garbage once its lease is gone; only resumable ingests stay.
         svc.collect_garbage()

@@ -16,6 +16,7 @@ from cri.image_service.image_fs_info import image_fs_info
 from cri.image_service.image_status import image_status
 from cri.image_service.list_images import list_images
 from cri.image_service.pull_image import pull_image
+from cri.image_service.pull_pool import PullPool
 from cri.image_service.remove_image import remove_image
 from cri.image_service.unpack import Unpacker
 from cri.metrics import Metrics
@@ -23,6 +24,7 @@ from errdefs import InvalidArgument
 from snapshotters import Snapshotter
 from snapshotters.gc import prune
 from snapshotters.registry import open_snapshotters
+from store.cancel import Cancellation
 from store.content import ContentStore
 from store.gc import GCResult, collect
 from store.metadata import MetadataDB
@@ -34,6 +36,10 @@ __all__ = ["ImageService"]
 
 CONTENT_DIR = "io.containerd.content.v1.content"
 METADATA_DB = "io.containerd.metadata.v1.sqlite/meta.db"
+# Pulls downloading and unpacking at once, and pulls queued behind them; beyond both, ResourceExhausted.
+# Together they stay well below the daemon's RPC threads (128), so other calls always find one.
+_PULLS_RUNNING = 8
+_PULLS_WAITING = 56
 
 
 class ImageService(api_pb2_grpc.ImageServiceServicer):
@@ -61,6 +67,7 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
         self._pruning = False
         self._pulls_changed = threading.Condition()
         self._collector = BackgroundCollector(self.collect_garbage)
+        self._pull_pool = PullPool(_PULLS_RUNNING, _PULLS_WAITING)
 
     @classmethod
     def from_config(cls, config: Config, metrics: Metrics) -> ImageService:
@@ -71,6 +78,7 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
         return self.snapshotters[self.snapshotter_name]
 
     def close(self) -> None:
+        self._pull_pool.close()
         self._collector.close()
         for sn in self.snapshotters.values():
             sn.close()
@@ -112,7 +120,11 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
         self._collector.request()
 
     def PullImage(self, request: Any, context: Any) -> api_pb2.PullImageResponse:
-        return pull_image(self, request)
+        cancel = Cancellation()
+        if context is not None:
+            # Runs when the RPC ends for any reason: cancelled, past its deadline, or answered.
+            context.add_callback(lambda: cancel.cancel("the PullImage call was cancelled or timed out"))
+        return self._pull_pool.run(lambda token: pull_image(self, request, token), cancel)
 
     def ListImages(self, request: Any, context: Any) -> api_pb2.ListImagesResponse:
         return list_images(self, request)

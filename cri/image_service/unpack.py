@@ -15,7 +15,7 @@ import io
 import secrets
 import zlib
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 import structlog
 import zstandard
@@ -25,6 +25,7 @@ from snapshotters.apply import apply_tar
 from snapshotters.compression import HashingReader, decompressed
 from snapshotters.snapshotter import Kind, Snapshotter
 from store import mediatypes
+from store.cancel import Cancellation
 from store.content import ContentStore
 from store.descriptor import Descriptor
 from store.digest import Digest
@@ -51,13 +52,15 @@ class Unpacker:
         self._name = snapshotter_name
         self._chain_locks = KeyedLocks()
 
-    def unpack(self, image: PulledImage) -> ContentLabels:
+    def unpack(self, image: PulledImage, cancel: Cancellation | None = None) -> ContentLabels:
+        """Unpack every layer not unpacked yet; a set ``cancel`` stops it at the next read of a layer."""
+        cancel = cancel or Cancellation()
         parent = ""
         labels: ContentLabels = {}
         chains = chain_ids(image.image_config.diff_ids)
         for layer, diff_id, chain_digest in zip(image.layers, image.image_config.diff_ids, chains, strict=True):
             chain = str(chain_digest)
-            self._ensure_layer(layer, diff_id, chain, parent)
+            self._ensure_layer(layer, diff_id, chain, parent, cancel)
             labels[layer.digest] = {LABEL_UNCOMPRESSED: str(diff_id)}
             parent = chain
         labels[image.config.digest] = {LABEL_SNAPSHOT_REF + self._name: parent}
@@ -76,23 +79,24 @@ class Unpacker:
             log.info("unpack.leftover_removed", key=key)
             self._sn.remove(key)
 
-    def _ensure_layer(self, layer: Descriptor, diff_id: Digest, chain: str, parent: str) -> None:
-        with self._chain_locks.hold(chain):
+    def _ensure_layer(self, layer: Descriptor, diff_id: Digest, chain: str, parent: str,
+                      cancel: Cancellation) -> None:
+        with self._chain_locks.hold(chain, cancel):
             if self._exists(chain):
                 return
             key = f"{EXTRACT_PREFIX}{secrets.token_hex(8)}-{chain}"
             self._sn.prepare(key, parent, labels={LABEL_SNAPSHOT_CHAIN: chain})
             try:
-                self._apply(layer, diff_id, key)
+                self._apply(layer, diff_id, key, cancel)
                 self._sn.commit(chain, key)
             except BaseException:
                 self._sn.remove(key)
                 raise
             log.debug("unpack.layer", chain_id=chain, layer=str(layer.digest))
 
-    def _apply(self, layer: Descriptor, diff_id: Digest, key: str) -> None:
+    def _apply(self, layer: Descriptor, diff_id: Digest, key: str, cancel: Cancellation) -> None:
         try:
-            self._decompress_and_apply(layer, diff_id, key)
+            self._decompress_and_apply(layer, diff_id, key, cancel)
         except (EOFError, zlib.error, zstandard.ZstdError, gzip.BadGzipFile) as exc:
             raise DataLoss(f"layer {layer.digest}: corrupt {layer.media_type} data: {exc}") from exc
         except OSError as exc:
@@ -100,11 +104,11 @@ class Unpacker:
                 raise Unavailable(f"layer {layer.digest}: no space left to unpack it: {exc.strerror}") from exc
             raise
 
-    def _decompress_and_apply(self, layer: Descriptor, diff_id: Digest, key: str) -> None:
+    def _decompress_and_apply(self, layer: Descriptor, diff_id: Digest, key: str, cancel: Cancellation) -> None:
         target, lowers = Path(self._sn.apply_dir(key)), [Path(p) for p in self._sn.lower_dirs(key)]
         compression = mediatypes.layer_compression(layer.media_type) or mediatypes.Compression.NONE
         with self._content.open(layer.digest) as blob:
-            reader = HashingReader(decompressed(blob, compression))
+            reader = HashingReader(decompressed(cast(BinaryIO, _Cancellable(blob, cancel)), compression))
             # Large reads from the decompressor; tarfile itself asks for 10 KiB at a time.
             # A bottom layer has nothing below to hide: deletions are plain, as containerd applies it.
             whiteouts = self._sn.whiteouts if lowers else "delete"
@@ -120,3 +124,24 @@ class Unpacker:
         except NotFound:
             return False
         return True
+
+
+class _Cancellable(io.RawIOBase):
+    """A layer blob whose every read first checks the pull's cancellation token."""
+
+    def __init__(self, blob: BinaryIO, cancel: Cancellation) -> None:
+        self._blob = blob
+        self._cancel = cancel
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self._cancel.check()
+        data = self._blob.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        self._cancel.check()
+        return self._blob.read(size)

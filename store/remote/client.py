@@ -2,8 +2,11 @@
 
 Every fetched byte goes into a content-store writer, which hashes it; a resumed
 ingest continues with an HTTP Range request. Transport errors, 429 and 5xx are
-retried with exponential backoff; a read that yields no byte for
-``progress_timeout`` seconds cancels the transfer.
+retried with exponential backoff. A transfer that receives less than
+``MIN_BYTES_PER_SECOND`` on average over any ``progress_timeout`` seconds (a read
+that yields nothing for that long included) is cancelled, so a registry trickling
+one byte a second cannot hold a pull forever. A set ``cancel`` token stops it at
+the next chunk.
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ import structlog
 
 from errdefs import CrishimError, DeadlineExceeded, InvalidArgument, NotFound, Unauthenticated, Unavailable
 from store import mediatypes
+from store.cancel import Cancellation
 from store.content import Writer
 from store.descriptor import Descriptor
 from store.digest import Digest, sha256_of
 from store.remote.auth import Credentials, RegistryAuth
 from store.remote.hosts import RegistryHost
 
-__all__ = ["RegistryClient"]
+__all__ = ["MIN_BYTES_PER_SECOND", "RegistryClient"]
 
 log = structlog.get_logger(__name__)
 
@@ -32,12 +36,15 @@ _T = TypeVar("_T")
 _MAX_MANIFEST = 4 << 20
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _MANIFEST_TYPES = mediatypes.INDEX_TYPES | mediatypes.MANIFEST_TYPES
+# The slowest transfer worth waiting for; below it, over a whole progress window, the pull gives up.
+MIN_BYTES_PER_SECOND = 1024
 
 
 class RegistryClient:
     def __init__(self, registry: str, repository: str, hosts: list[RegistryHost],
                  credentials: Credentials | None, *, progress_timeout: float | None, retries: int = 3,
-                 backoff: float = 0.5, on_bytes: Callable[[int], None] | None = None) -> None:
+                 backoff: float = 0.5, on_bytes: Callable[[int], None] | None = None,
+                 cancel: Cancellation | None = None) -> None:
         self.registry = registry
         self.repository = repository
         self._hosts = hosts
@@ -47,6 +54,7 @@ class RegistryClient:
         self._retries = retries
         self._backoff = backoff
         self._on_bytes = on_bytes or (lambda n: None)
+        self._cancel = cancel or Cancellation()
         self._token_client = httpx.Client(timeout=self._timeout, follow_redirects=True)
         self._clients: dict[RegistryHost, httpx.Client] = {}
         self._schemes: dict[RegistryHost, RegistryHost] = {}
@@ -155,12 +163,16 @@ class RegistryClient:
         headers = {"Accept": desc.media_type or "*/*"}
         if writer.offset:
             headers["Range"] = f"bytes={writer.offset}-"
+        self._cancel.check()
+        floor = _RateFloor(self._progress_timeout, f"{self.registry}{path}")
         with self._stream(host, path, headers) as response:
             if response.status_code == 200 and writer.offset:
                 writer.truncate()  # the server ignored the Range: start over
             for chunk in response.iter_raw():
+                self._cancel.check()
                 writer.write(chunk)
                 self._on_bytes(len(chunk))
+                floor.add(len(chunk))
 
     @contextmanager
     def _stream(self, host: RegistryHost, path: str, headers: dict[str, str]) -> Iterator[httpx.Response]:
@@ -178,6 +190,7 @@ class RegistryClient:
 
     def _request(self, host: RegistryHost, method: str, path: str, headers: dict[str, str]) -> httpx.Response:
         for attempt in range(self._retries + 1):
+            self._cancel.check()
             try:
                 response = self._client(host).request(method, self._url(host, path), headers=headers)
             except httpx.TimeoutException as exc:
@@ -233,7 +246,29 @@ class RegistryClient:
         return client
 
     def _sleep(self, attempt: int) -> None:
-        time.sleep(self._backoff * (2**attempt))
+        self._cancel.sleep(self._backoff * (2**attempt))
+
+
+class _RateFloor:
+    """Fails a transfer whose bytes over a window of ``window`` seconds average below the floor."""
+
+    def __init__(self, window: float | None, what: str) -> None:
+        self._window = window
+        self._what = what
+        self._started = time.monotonic()
+        self._bytes = 0
+
+    def add(self, n: int) -> None:
+        if self._window is None:
+            return
+        self._bytes += n
+        elapsed = time.monotonic() - self._started
+        if elapsed < self._window:
+            return
+        if self._bytes < MIN_BYTES_PER_SECOND * elapsed:
+            raise DeadlineExceeded(f"{self._what}: {self._bytes} bytes in {elapsed:.0f}s, below "
+                                   f"{MIN_BYTES_PER_SECOND} bytes/s")
+        self._started, self._bytes = time.monotonic(), 0
 
 
 def _check(response: httpx.Response, registry: str, path: str) -> None:

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
 from tests.support.registry import Registry
 
-__all__ = ["overriding_proxy"]
+__all__ = ["Trickle", "overriding_proxy", "trickling_proxy"]
 
 
 @contextmanager
@@ -57,13 +59,13 @@ def _handler(backend: Registry, overrides: dict[str, tuple[str, bytes]]) -> type
             else:
                 upstream = httpx.request(self.command, backend.url + self.path, timeout=30,
                                          headers={"Accept": self.headers.get("Accept", "*/*")})
-                keep = ("Content-Type", "Docker-Content-Digest")
+                keep = ("Content-Type", "Docker-Content-Digest", "Content-Length")
                 headers = {k: upstream.headers[k] for k in keep if k in upstream.headers}
                 status, body = upstream.status_code, upstream.content
+            headers.setdefault("Content-Length", str(len(body)))
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
@@ -72,3 +74,56 @@ def _handler(backend: Registry, overrides: dict[str, tuple[str, bytes]]) -> type
             pass
 
     return Proxy
+
+
+@dataclass
+class Trickle:
+    """A front whose blob downloads send one byte a second; it counts the downloads still connected."""
+
+    host: str
+    active: int = 0
+    served: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@contextmanager
+def trickling_proxy(backend: Registry) -> Iterator[Trickle]:
+    trickle = Trickle("")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _trickle_handler(backend, trickle))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    trickle.host = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        yield trickle
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _trickle_handler(backend: Registry, trickle: Trickle) -> type[BaseHTTPRequestHandler]:
+    passthrough = _handler(backend, {})
+
+    class Slow(passthrough):  # type: ignore[misc, valid-type]
+        def _handle(self) -> None:
+            if self.command != "GET" or "/blobs/" not in self.path:
+                super()._handle()
+                return
+            upstream = httpx.get(backend.url + self.path, timeout=30)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(upstream.content)))
+            self.end_headers()
+            with trickle.lock:
+                trickle.active += 1
+                trickle.served += 1
+            try:
+                for i in range(len(upstream.content)):
+                    self.wfile.write(upstream.content[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(1)
+            except OSError:
+                pass  # the client hung up
+            finally:
+                with trickle.lock:
+                    trickle.active -= 1
+
+    return Slow
