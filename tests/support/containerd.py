@@ -94,13 +94,14 @@ def start_containerd(
     disabled_plugins: tuple[str, ...] = DISABLED_PLUGINS,
     sandbox_image: str = "",
     cni_conf_dir: Path | None = None,
+    log_level: str = "debug",
 ) -> Containerd:
     """Start containerd in workdir; ``extra_config`` is TOML appended to its config file."""
     exe = binary("containerd")
     binary("ctr")
     workdir.mkdir(parents=True, exist_ok=True)
     config = _write_config(workdir, extra_config, disabled_plugins, sandbox_image,
-                           cni_conf_dir or workdir / "cni" / "net.d")
+                           cni_conf_dir or workdir / "cni" / "net.d", log_level)
     proc = spawn([exe, "--config", config], workdir / "containerd.log")
     oracle = Containerd(workdir, proc, Crictl(workdir / "state" / "containerd.sock", empty_config(workdir)))
     for host in trusted_hosts:
@@ -123,7 +124,7 @@ def _answers(oracle: Containerd) -> bool:
 
 
 def _write_config(workdir: Path, extra_config: str, disabled_plugins: tuple[str, ...], sandbox_image: str,
-                  cni_conf_dir: Path) -> Path:
+                  cni_conf_dir: Path, log_level: str) -> Path:
     q = json.dumps  # TOML basic strings accept JSON string escapes
     cri = '[plugins."io.containerd.grpc.v1.cri"]'
     text = f"""version = 2
@@ -138,7 +139,7 @@ disabled_plugins = {json.dumps(list(disabled_plugins))}
   address = {q(str(workdir / "state" / "containerd.sock.ttrpc"))}
 
 [debug]
-  level = "debug"
+  level = {q(log_level)}
 
 [plugins."io.containerd.internal.v1.opt"]
   path = {q(str(workdir / "opt"))}
