@@ -29,6 +29,7 @@ proto: setup
 bench: setup
 	$(PYTHON) -m bench.pull_unpack
 	$(PYTHON) -m bench.container_start
+	$(PYTHON) -m bench.streaming
 
 # critest against crishim and containerd 1.6; the junit reports stay in build/conformance.
 conformance: setup
