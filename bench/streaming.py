@@ -1,6 +1,6 @@
 """Streaming (exec, port-forward), crishim against containerd 1.6's CRI, same image, same CNI network, same run.
 
-    .venv/bin/python -m bench.streaming [--execs 200] [--forwards 7] [--forward-mib 128] [--sessions 50]
+    .venv/bin/python -m bench.streaming [--execs 200] [--forwards 11] [--forward-mib 128] [--sessions 50]
 
 Each daemon gets one pod on a throw-away CNI network with two containers: an idle shell and busybox
 ``httpd`` serving a file of zeros from the container's root filesystem (written at start, read once before
@@ -15,10 +15,11 @@ Measured, alternating crishim and containerd sample by sample:
   no process start-up is timed: the URL, the upgrade, runc exec and the exit status (the RPC's share is
   reported apart);
 - port-forward: one long-lived ``crictl port-forward POD LOCAL:8080`` per daemon; each sample downloads the
-  file through it and reports bytes per second;
+  file through it and reports bytes per second up to the body's last byte (the time from there to the
+  connection's end is reported apart);
 - memory: the daemon's resident set before and while ``--sessions`` ``crictl exec ID busybox sleep 30`` run at
   once, per session; helper processes (crishim: the runc exec processes it supervises; containerd: its shim)
-  are reported apart.
+  are reported apart, by their proportional set size.
 
 The report gives medians, p99 and spread (min, max) in milliseconds or MiB/s, and ratios crishim / containerd
 (for latency lower is better for crishim, for throughput higher). ``--hold SECONDS`` keeps both daemons up
@@ -32,6 +33,7 @@ import contextlib
 import json
 import os
 import shlex
+import signal
 import socket
 import statistics
 import subprocess
@@ -76,6 +78,7 @@ class Side:
     forward: subprocess.Popen[bytes] | None = None
     forward_port: int = 0
     rpc_ms: list[float] = field(default_factory=list)  # the Exec RPC's share of each direct exec
+    eof_ms: list[float] = field(default_factory=list)  # a download's last byte to the connection's end
 
     def crictl_argv(self, *args: str) -> list[str]:
         return self.crictl.command(*args)
@@ -85,16 +88,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--execs", type=int, default=200, help="exec samples per daemon and client")
     parser.add_argument("--versions", type=int, default=30, help="crictl version samples per daemon")
-    parser.add_argument("--forwards", type=int, default=7, help="port-forward downloads per daemon")
+    parser.add_argument("--forwards", type=int, default=11, help="port-forward downloads per daemon")
     parser.add_argument("--forward-mib", type=int, default=128, help="size of the downloaded file")
     parser.add_argument("--sessions", type=int, default=50, help="concurrent idle exec sessions")
     parser.add_argument("--hold", type=float, default=0, help="seconds to keep both daemons up afterwards")
     args = parser.parse_args()
+    # Tear down (pods, daemons, the network's rules) on SIGTERM, and on SIGINT even when started in the
+    # background, where the shell leaves SIGINT ignored.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with tempfile.TemporaryDirectory(prefix="crishim-bench-", dir="/var/tmp") as tmp:
-        print(json.dumps(run_all(Path(tmp), args), indent=2))
+        run_all(Path(tmp), args)
 
 
 def run_all(work: Path, args: argparse.Namespace) -> dict[str, object]:
+    """Measure, print the report (before any --hold), return it."""
     registry = start_registry(work / "registry")
     try:
         image, pause = push_images(work, registry.host)
@@ -103,6 +111,7 @@ def run_all(work: Path, args: argparse.Namespace) -> dict[str, object]:
                 prepare(side, image, args.forward_mib, work / side.name)
             try:
                 results = measure_all(sides, args)
+                print(json.dumps(results, indent=2), flush=True)
                 if args.hold:
                     hold(sides, args.hold)
                 return results
@@ -180,6 +189,7 @@ def measure_all(sides: list[Side], args: argparse.Namespace) -> dict[str, object
                                       lower_is_better=True),
             "direct_exec_rpc_share_ms": {side.name: summary(side.rpc_ms[1:], True) for side in sides},
             "port_forward_mib_s": compare(sides, args.forwards, download, lower_is_better=False),
+            "port_forward_eof_after_last_byte_ms": {side.name: summary(side.eof_ms[1:], True) for side in sides},
             "forward_file_mib": args.forward_mib,
         }
     finally:
@@ -220,19 +230,39 @@ def direct_exec(side: Side, stub: api_pb2_grpc.RuntimeServiceStub) -> float:
 
 
 def download(side: Side) -> float:
-    """MiB/s of one GET of the served file through the port-forward, from connecting to the last byte."""
+    """MiB/s of one GET of the served file through the port-forward, from connecting to the body's last byte.
+
+    The end of the connection is timed apart (``side.eof_ms``): containerd ends a forwarded connection only
+    after its 1 s linger for the other direction, which is no part of the transfer.
+    """
     buffer = bytearray(1 << 20)
     view = memoryview(buffer)
     start = time.perf_counter()
-    received = 0
     with socket.create_connection(("127.0.0.1", side.forward_port), timeout=60) as conn:
         conn.sendall(b"GET /big HTTP/1.0\r\nHost: bench\r\n\r\n")
-        while count := conn.recv_into(view):
+        head = b""
+        while b"\r\n\r\n" not in head and (count := conn.recv_into(view)):
+            head += view[:count]
+        head, _, body = head.partition(b"\r\n\r\n")
+        length = content_length(head)
+        received = len(body)
+        while received < length and (count := conn.recv_into(view)):
             received += count
-    elapsed = time.perf_counter() - start
-    if received < 1 << 20:
-        raise RuntimeError(f"{side.name}: the download through the port-forward got only {received} bytes")
-    return received / elapsed / (1 << 20)
+        done = time.perf_counter()
+        while conn.recv_into(view):
+            pass
+        side.eof_ms.append((time.perf_counter() - done) * 1000)
+    if received != length:
+        raise RuntimeError(f"{side.name}: the download through the port-forward got {received} of {length} bytes")
+    return received / (done - start) / (1 << 20)
+
+
+def content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    raise RuntimeError(f"no Content-Length in the response: {head[:200]!r}")
 
 
 def compare(sides: list[Side], count: int, sample: Callable[[Side], float], *,
@@ -262,15 +292,19 @@ def summary(values: list[float], lower_is_better: bool) -> dict[str, float]:
 
 
 def session_memory(side: Side, sessions: int) -> dict[str, float]:
-    """Resident memory before and while ``sessions`` idle execs run at once, in MiB, and per session in KiB."""
-    before_daemon, before_helpers = rss_kib([side.daemon_pid]), rss_kib(helpers(side))
+    """Resident memory before and while ``sessions`` idle execs run at once, in MiB, and per session in KiB.
+
+    The daemon's is its resident set; the helpers' is their proportional set (PSS: the pages they share,
+    such as runc's or the shim's text, divided among them), since many copies of one program run.
+    """
+    before_daemon, before_helpers = rss_kib([side.daemon_pid]), pss_kib(helpers(side))
     clients = [subprocess.Popen(side.crictl_argv("exec", side.idle, *SESSION_ARGV),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(sessions)]
     try:
         wait_until(lambda: running_sessions(side) >= sessions, timeout=25, interval=0.2,
                    what=f"{sessions} exec sessions in {side.name}'s container")
         time.sleep(1.0)  # let the last sessions' buffers settle before reading memory
-        during_daemon, during_helpers = rss_kib([side.daemon_pid]), rss_kib(helpers(side))
+        during_daemon, during_helpers = rss_kib([side.daemon_pid]), pss_kib(helpers(side))
     finally:
         for client in clients:
             client.wait(timeout=60)
@@ -278,9 +312,9 @@ def session_memory(side: Side, sessions: int) -> dict[str, float]:
     return {"sessions": sessions, "failed": failed,
             "daemon_before_mib": round(before_daemon / 1024, 1), "daemon_during_mib": round(during_daemon / 1024, 1),
             "daemon_per_session_kib": round((during_daemon - before_daemon) / sessions),
-            "helpers_before_mib": round(before_helpers / 1024, 1),
-            "helpers_during_mib": round(during_helpers / 1024, 1),
-            "helpers_per_session_kib": round((during_helpers - before_helpers) / sessions)}
+            "helpers_pss_before_mib": round(before_helpers / 1024, 1),
+            "helpers_pss_during_mib": round(during_helpers / 1024, 1),
+            "helpers_pss_per_session_kib": round((during_helpers - before_helpers) / sessions)}
 
 
 def running_sessions(side: Side) -> int:
@@ -313,13 +347,20 @@ def container_pid_namespace(side: Side) -> str:
 
 
 def rss_kib(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total
+    return sum(proc_field(f"/proc/{pid}/status", "VmRSS:") for pid in pids)
+
+
+def pss_kib(pids: list[int]) -> int:
+    return sum(proc_field(f"/proc/{pid}/smaps_rollup", "Pss:") for pid in pids)
+
+
+def proc_field(path: str, name: str) -> int:
+    """A ``NAME: VALUE kB`` line's value; 0 when the process is gone."""
+    with contextlib.suppress(OSError):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(name):
+                return int(line.split()[1])
+    return 0
 
 
 def cmdline(pid: int) -> list[str]:
