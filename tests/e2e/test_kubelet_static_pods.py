@@ -193,10 +193,12 @@ def test_removed_manifest_tears_the_pod_down(node: KubeNode, test_images: dict[s
 
 def test_stats_summary_covers_every_pod(node: KubeNode, test_images: dict[str, PushedImage],
                                         static_pods: list[str]) -> None:
-    names = [_run(node, static_pods, pod(f"stats-{i}", [container("ticker", test_images["oci"].ref, TICKER)]))
+    web = ["sh", "-c", "mkdir -p /www && echo hi > /www/index.html && exec busybox httpd -f -p 8080 -h /www"]
+    names = [_run(node, static_pods, pod(f"stats-{i}", [container("web", test_images["oci"].ref, web)]))
              for i in range(2)]
     for name in names:
-        _running(node, name)
+        pod_ip = _running(node, name)["status"]["podIP"]
+        node.kubelet.wait_for(f"{name} to answer", lambda ip=pod_ip: _try_get(ip, 8080, "/index.html"), 30)
 
     def summary_for_all() -> dict[str, dict[str, Any]] | None:
         pods = {p["podRef"]["name"]: p for p in node.kubelet.json("/stats/summary")["pods"]}
@@ -209,13 +211,18 @@ def test_stats_summary_covers_every_pod(node: KubeNode, test_images: dict[str, P
         stats = pods[name]
         assert stats["cpu"]["usageCoreNanoSeconds"] > 0
         assert stats["memory"]["workingSetBytes"] > 0
-        (ticker,) = stats["containers"]
-        assert ticker["rootfs"]["usedBytes"] >= 0 and ticker["rootfs"]["capacityBytes"] > 0
-        assert ticker["logs"]["usedBytes"] > 0  # it has printed ticks
+        (web_stats,) = stats["containers"]
+        assert web_stats["rootfs"]["usedBytes"] > 0 and web_stats["rootfs"]["capacityBytes"] > 0  # /www
+        assert web_stats["logs"]["capacityBytes"] > 0
+        # The HTTP exchange above went through the pod's eth0, its default interface (as containerd, the
+        # only one reported).
+        network = stats["network"]
+        assert network["name"] == "eth0" and network["rxBytes"] > 0 and network["txBytes"] > 0
 
 
 def _complete(stats: dict[str, Any]) -> bool:
-    containers = stats.get("containers") or []
     # The first samples can be empty; kubelet fills them in at its next housekeeping.
+    containers = stats.get("containers") or []
     return bool(stats.get("cpu", {}).get("usageCoreNanoSeconds") and stats.get("memory", {}).get("workingSetBytes")
+                and stats.get("network", {}).get("rxBytes")
                 and containers and all(c.get("rootfs") and c.get("logs") for c in containers))

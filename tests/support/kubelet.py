@@ -208,6 +208,8 @@ def kubelet_config(kubelet: Kubelet) -> dict[str, Any]:
         "imageGCHighThresholdPercent": 100,  # no image garbage collection unless a test asks for it
         "imageGCLowThresholdPercent": 99,
         "shutdownGracePeriod": "0s",
+        # crishim has no pause container for cAdvisor to measure a pod by; stats come through the CRI (README).
+        "featureGates": {"PodAndContainerStatsFromCRI": True},
     }
     config.update(s.overrides)
     return config
