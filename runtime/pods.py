@@ -21,7 +21,7 @@ import structlog
 
 from cri.api.runtime.v1 import api_pb2
 from errdefs import InvalidArgument, NotFound
-from runtime import namespaces
+from runtime import lsm, namespaces
 from runtime.cni import CNI, PodRef, PortMapping
 from runtime.features import HANDLERS
 from runtime.lifecycle import sandbox_lifecycle
@@ -91,6 +91,8 @@ class PodManager:
         if runtime_handler not in HANDLERS:
             raise NotFound(f"runtime handler {runtime_handler!r}: not found (crishim has only runc)")
         _refuse_user_namespace(config)
+        lsm.check_selinux(config.linux.security_context.selinux_options, "the pod")
+        lsm.check_pod_apparmor(config.linux.security_context)
         sandbox_id = secrets.token_hex(32)
         modes = _modes(config)
         # As containerd: a pod that names no hostname gets the node's, in its UTS namespace and /etc/hostname.

@@ -25,7 +25,7 @@ from typing import Any
 
 import errdefs
 from cri.api.runtime.v1 import api_pb2
-from runtime import seccomp
+from runtime import lsm, seccomp
 from runtime.namespaces import PodNamespaces
 from runtime.podfiles import PodFiles
 from runtime.user import ResolvedUser
@@ -109,6 +109,7 @@ class HostFacts:
     machine: str = "x86_64"
     kernel: tuple[int, int] = (5, 10)
     mountinfo: str = "/proc/self/mountinfo"
+    lsms: lsm.HostLSMs = lsm.HostLSMs()
 
     @classmethod
     def probe(cls) -> HostFacts:
@@ -122,6 +123,7 @@ class HostFacts:
             oom_score_adj=_own_oom_score_adj(),
             machine=platform.machine(),
             kernel=seccomp.kernel_version(),
+            lsms=lsm.probe(),
         )
 
 
@@ -163,6 +165,7 @@ def container_spec(inputs: SpecInputs) -> dict[str, Any]:
     """The OCI runtime spec for the container; errdefs.InvalidArgument when the request cannot be honoured."""
     host = inputs.host or HostFacts.probe()
     sc = _security_context(inputs.config)
+    lsm.check_selinux(sc.selinux_options, "the container")
     if sc.supplemental_groups_policy == api_pb2.SupplementalGroupsPolicy.Strict:
         # Status reports supplemental_groups_policy false: the image's groups are always merged in.
         raise errdefs.InvalidArgument("supplemental groups policy Strict is not supported")
@@ -251,6 +254,9 @@ def _process(inputs: SpecInputs, host: HostFacts, caps: list[str]) -> dict[str, 
     if config.HasField("linux") and config.linux.HasField("resources"):
         adj = int(config.linux.resources.oom_score_adj)
         process["oomScoreAdj"] = max(adj, host.oom_score_adj) if inputs.restrict_oom_score_adj else adj
+    profile = lsm.apparmor_profile(_security_context(inputs.config), host.lsms)
+    if profile is not None:
+        process["apparmorProfile"] = profile
     return process
 
 

@@ -8,6 +8,8 @@ import secrets
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.support.cri_configs import write_json
 from tests.support.cri_env import CriEnv
 
@@ -102,3 +104,51 @@ def test_a_failing_runc_create_leaves_nothing(cri: CriEnv) -> None:
     else:
         assert "no/such/binary" in proc.stderr
     assert cri.inventory() == before
+
+
+LOCALHOST = 2  # SecurityProfile.ProfileType.Localhost
+
+
+def _host_has_apparmor() -> bool:
+    try:
+        return Path("/sys/module/apparmor/parameters/enabled").read_text().strip() == "Y"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("security", [
+    {"apparmor": {"profile_type": LOCALHOST, "localhost_ref": "localhost/crishim-test"}},
+    {"apparmor_profile": "localhost/crishim-test"},
+    {"selinux_options": {"type": "container_t", "level": "s0:c1,c2"}},
+], ids=["apparmor", "apparmor-legacy", "selinux"])
+def test_a_security_option_the_node_cannot_apply_is_refused_not_dropped(
+    cri: CriEnv, security: dict[str, object]
+) -> None:
+    if "apparmor" in str(security) and _host_has_apparmor():
+        pytest.skip("this host runs AppArmor, where a localhost profile is applied instead of refused")
+    pod_id = cri.runp()
+    before = cri.inventory()
+    message = refused(cri.create(pod_id, cri.container("confined", security_context=security), check=False),
+                      "FailedPrecondition")
+    assert "not enabled on this node" in message
+    assert cri.inventory() == before
+
+
+def test_a_pod_asking_for_selinux_labels_is_refused(cri: CriEnv) -> None:
+    before = cri.inventory()
+    config = cri.pod("labelled")
+    config.setdefault("linux", {}).setdefault("security_context", {})["selinux_options"] = {"type": "spc_t"}
+    path = write_json(cri.configs, config, "labelled")
+    refused(cri.crictl("runp", str(path), check=False), "FailedPrecondition")
+    assert cri.inventory() == before
+    assert cri.crictl("pods", "-q").stdout.split() == []
+
+
+def test_unconfined_and_the_runtime_default_run_on_a_node_without_apparmor(cri: CriEnv) -> None:
+    if _host_has_apparmor():
+        pytest.skip("this host runs AppArmor: crishim has no runtime default profile to load there")
+    pod_id = cri.runp()
+    for name, security in (("unconfined", {"apparmor": {"profile_type": 1}}),
+                           ("default", {"apparmor_profile": "runtime/default"})):
+        container_id = cri.run(pod_id, cri.container(name, security_context=security))
+        cri.wait_state(container_id, "CONTAINER_RUNNING")
