@@ -27,6 +27,7 @@ import grpc
 from cri import logs
 from cri.api.runtime.v1 import api_pb2_grpc
 from cri.config import Config
+from cri.constants import MAX_MESSAGE_BYTES
 from cri.containerd import ContainerdAPI
 from cri.image_service import ImageService
 from cri.instrument import Interceptor
@@ -36,7 +37,6 @@ from errdefs import CrishimError, FailedPrecondition, Unavailable
 
 __all__ = ["MAX_MESSAGE_BYTES", "STOP_GRACE_SECONDS", "serve"]
 
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 # Calls in flight get this long to finish once a stop is asked for.
 STOP_GRACE_SECONDS = 10.0
 # Pulls hold a worker for their whole duration; leave room for kubelet's polling beside them.
