@@ -7,6 +7,8 @@ containerd does).
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import resource
 import subprocess
@@ -19,6 +21,8 @@ from snapshotters.snapshotter import Mount
 __all__ = ["compact_lowerdirs", "mount_all", "unmount"]
 
 _PAGE = resource.getpagesize()
+_MNT_DETACH = 2
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def mount_all(mounts: Sequence[Mount], target: Path) -> None:
@@ -27,13 +31,17 @@ def mount_all(mounts: Sequence[Mount], target: Path) -> None:
 
 
 def unmount(target: Path, detach: bool = False) -> None:
-    """Idempotent: a target that is gone (a state dir lost at reboot) or not mounted is fine."""
-    if not target.exists():
+    """Idempotent: a target that is gone (a state dir lost at reboot) or not mounted is fine.
+
+    umount2(2) directly, so "not mounted" is the kernel's EINVAL, not a phrase in umount's (translated)
+    message that a path could contain too.
+    """
+    if _LIBC.umount2(os.fsencode(target), _MNT_DETACH if detach else 0) == 0:
         return
-    args = ["umount", *(["--lazy"] if detach else []), str(target)]
-    result = subprocess.run(args, capture_output=True, text=True)
-    if result.returncode != 0 and "not mounted" not in result.stderr:
-        raise Unavailable(f"unmount {target}: {result.stderr.strip()}")
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOENT):  # not a mount point; gone
+        return
+    raise Unavailable(f"unmount {target}: {os.strerror(err)}")
 
 
 def _mount(m: Mount, target: Path) -> None:

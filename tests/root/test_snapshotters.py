@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from errdefs import Unavailable
 from snapshotters import NativeSnapshotter, OverlaySnapshotter, Snapshotter
+from snapshotters.mount import unmount
 from snapshotters.testsuite import CHECKS, Check
 from tests.support.tools import require_root
 
@@ -28,3 +31,19 @@ def test_conformance(snapshotter: Snapshotter, check: str, tmp_path: Path) -> No
     scratch.mkdir()
     run: Check = CHECKS[check]
     run(snapshotter, scratch)
+
+
+def test_unmount_tells_not_mounted_from_busy_by_errno_not_by_message(tmp_path: Path) -> None:
+    require_root("mount")
+    target = tmp_path / "not mounted"  # the phrase umount's message uses, here in the path itself
+    target.mkdir()
+    unmount(target)  # not a mount point: nothing to do
+    unmount(tmp_path / "gone")
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(target)], check=True)
+    try:
+        with (target / "held").open("w"), pytest.raises(Unavailable, match="busy"):
+            unmount(target)
+        unmount(target)
+        assert str(target) not in Path("/proc/self/mountinfo").read_text().replace("\\040", " ")
+    finally:
+        subprocess.run(["umount", "-l", str(target)], capture_output=True)
