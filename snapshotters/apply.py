@@ -94,6 +94,10 @@ class _Applier:
         self.overlay = whiteouts == "overlay"
         self.result = ApplyResult()
         self._written: set[str] = set()
+        # Resolved parent directories of this layer, by their name in the tar. A hostile layer routes
+        # thousands of entries through a 255-hop symlink chain; resolved once, each entry costs one lookup.
+        # Anything removed or replaced may be on a cached path, so removals forget them all.
+        self._dirs: dict[str, str] = {}
 
     def apply(self, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
         name = _clean(member.name)
@@ -120,14 +124,28 @@ class _Applier:
     def _resolve_dir(self, relative: str, entry: str, create: bool = False) -> str:
         """The real path of directory ``relative`` inside root, symlinks resolved within root.
 
-        With ``create``, missing directories are made as the parent layers have them.
+        With ``create``, missing directories are made as the parent layers have them. Each prefix is
+        resolved from the longest one resolved before.
         """
-        path = _resolve_in(self.root, relative, entry, on_missing=self._make_parent if create else None)
-        if path is None:
-            raise InvalidArgument(f"layer entry {entry!r}: parent directory {relative!r} does not exist")
-        if not os.path.isdir(path) or os.path.islink(path):
-            raise InvalidArgument(f"layer entry {entry!r}: {relative!r} in its path is not a directory")
-        return path
+        parts = [c for c in relative.split("/") if c and c != "."]
+        known = len(parts)
+        while known and "/".join(parts[:known]) not in self._dirs:
+            known -= 1
+        current = self._dirs["/".join(parts[:known])] if known else self.root
+        for i in range(known, len(parts)):
+            path = _resolve_in(self.root, parts[i], entry, on_missing=self._make_parent if create else None,
+                               start=current)
+            if path is None:
+                raise InvalidArgument(f"layer entry {entry!r}: parent directory {relative!r} does not exist")
+            if not os.path.isdir(path) or os.path.islink(path):
+                raise InvalidArgument(f"layer entry {entry!r}: {relative!r} in its path is not a directory")
+            current = path
+            self._dirs["/".join(parts[: i + 1])] = current
+        return current
+
+    def _remove(self, path: str) -> None:
+        self._dirs.clear()
+        _remove(path)
 
     def _make_parent(self, path: str) -> None:
         """As containerd's mkparent: the nearest layer holding the path decides its attributes."""
@@ -147,7 +165,7 @@ class _Applier:
     def _create(self, path: str, name: str, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
         existing = _lstat(path)
         if existing is not None and not (member.isdir() and stat.S_ISDIR(existing.st_mode)):
-            _remove(path)
+            self._remove(path)
         mtime = _mtime_ns(member)
         if member.isdir():
             if existing is None or not stat.S_ISDIR(existing.st_mode):
@@ -207,11 +225,11 @@ class _Applier:
         path = os.path.join(parent_path, base)
         if self.overlay:
             if _lstat(path) is not None:
-                _remove(path)
+                self._remove(path)
             os.mknod(path, stat.S_IFCHR, os.makedev(0, 0))
             os.chown(path, member.uid, member.gid, follow_symlinks=False)
         elif _lstat(path) is not None:
-            _remove(path)
+            self._remove(path)
 
     def _opaque(self, parent_path: str, parent: str) -> None:
         if self.overlay:
@@ -220,13 +238,14 @@ class _Applier:
         # Without overlay, an opaque directory keeps only what this layer put in it.
         for entry in os.listdir(parent_path):
             if posixpath.join(parent, entry) not in self._written:
-                _remove(os.path.join(parent_path, entry))
+                self._remove(os.path.join(parent_path, entry))
 
 
 def _resolve_in(root: str, relative: str, entry: str,
-                on_missing: Callable[[str], None] | None = None) -> str | None:
-    """``relative`` inside ``root`` with symlinks resolved as if ``root`` were ``/``; None if missing."""
-    current = root
+                on_missing: Callable[[str], None] | None = None, start: str | None = None) -> str | None:
+    """``relative`` inside ``root`` (from ``start``, a resolved folder in it) with symlinks resolved as if
+    ``root`` were ``/``; None if missing."""
+    current = start or root
     pending = [c for c in relative.split("/") if c and c != "."]
     hops = 0
     while pending:

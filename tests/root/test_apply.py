@@ -196,3 +196,38 @@ def test_directory_times_never_follow_a_parent_swapped_for_a_symlink(tmp_path: P
     apply_tar(tar([entry("a/", tarfile.DIRTYPE), entry("a/b/", tarfile.DIRTYPE, mtime=1_000_000),
                    entry("a", tarfile.SYMTYPE, linkname=str(victim))]), root)
     assert os.lstat(victim / "b").st_mtime_ns == 123
+
+
+CHAIN = 250
+FILES = 2000
+
+
+def test_entries_under_a_long_symlink_chain_cost_one_resolution_not_one_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A hostile layer: a 250-hop chain of symlinks to a directory, then thousands of files through it.
+    entries = [entry("d", tarfile.DIRTYPE)]
+    entries += [entry(f"l{i}", tarfile.SYMTYPE, linkname=f"l{i + 1}" if i + 1 < CHAIN else "d")
+                for i in range(CHAIN)]
+    entries += [entry(f"l0/f{i}", data=b"x") for i in range(FILES)]
+    readlinks = 0
+    real_readlink = os.readlink
+
+    def counting_readlink(path: str) -> str:
+        nonlocal readlinks
+        readlinks += 1
+        return real_readlink(path)
+
+    monkeypatch.setattr(os, "readlink", counting_readlink)
+    apply_tar(tar(entries), tmp_path)
+    assert len(os.listdir(tmp_path / "d")) == FILES
+    assert readlinks <= 4 * CHAIN, f"{readlinks} symlinks followed for {FILES} entries"
+
+
+def test_a_cached_parent_is_not_used_after_a_symlink_in_its_path_changed(tmp_path: Path) -> None:
+    entries = [entry("a", tarfile.DIRTYPE), entry("b", tarfile.DIRTYPE),
+               entry("p", tarfile.SYMTYPE, linkname="a"), entry("p/one", data=b"1"),
+               entry("p", tarfile.SYMTYPE, linkname="b"), entry("p/two", data=b"2")]
+    apply_tar(tar(entries), tmp_path)
+    assert sorted(os.listdir(tmp_path / "a")) == ["one"]
+    assert sorted(os.listdir(tmp_path / "b")) == ["two"]
