@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
 import shutil
 import signal
@@ -390,7 +391,21 @@ def _log_path(sandbox_config: api_pb2.PodSandboxConfig, config: api_pb2.Containe
     relative = Path(config.log_path)
     if relative.is_absolute() or ".." in relative.parts:
         raise InvalidArgument(f"container log path {config.log_path!r} must stay inside the pod's log directory")
-    return directory / relative
+    path = directory / relative
+    _check_path_length(path, "container log path")
+    return path
+
+
+# The kernel's limits (NAME_MAX, PATH_MAX): a longer name is the request's fault, not a failure inside.
+_NAME_MAX = 255
+_PATH_MAX = 4095
+
+
+def _check_path_length(path: Path, what: str) -> None:
+    if len(os.fsencode(path)) > _PATH_MAX:
+        raise InvalidArgument(f"{what} is longer than the {_PATH_MAX} bytes a path may have")
+    if any(len(os.fsencode(part)) > _NAME_MAX for part in path.parts):
+        raise InvalidArgument(f"{what} has a name longer than the {_NAME_MAX} bytes a file name may have")
 
 
 def _signal(name: str) -> int:

@@ -150,3 +150,16 @@ def test_an_ambiguous_id_prefix_is_an_error_that_removes_nothing(
         node.runtime.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=prefix), None)
     listed = node.runtime.ListContainers(api_pb2.ListContainersRequest(), None).containers
     assert sorted(c.id for c in listed) == everyone
+
+
+@pytest.mark.parametrize("log_path", ["x" * 300, "/".join(["y" * 200] * 25)], ids=["NAME_MAX", "PATH_MAX"])
+def test_a_log_path_past_the_kernels_limits_is_invalid_argument_and_leaves_nothing(
+    node: Node, test_images: dict[str, PushedImage], log_path: str
+) -> None:
+    pod_id = node.run_pod()
+    request = node.container_request(pod_id, test_images["oci"].ref, SLEEP)
+    request.config.log_path = log_path
+    with pytest.raises(InvalidArgument, match="longer than"):
+        node.runtime.CreateContainer(request, None)
+    assert node.runtime.containers.all() == []
+    assert list((node.state / "runc").glob("*")) == []
