@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol
 
-from cri.commands import client, content, image, plugin, run, serve, snapshot, version
+from cri.commands import check, client, content, image, plugin, run, serve, snapshot, version
 from errdefs import CrishimError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -21,7 +21,7 @@ class Command(Protocol):
     def register(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
 
 
-COMMANDS: tuple[Command, ...] = (serve, image, run, content, snapshot, plugin, version)
+COMMANDS: tuple[Command, ...] = (serve, image, run, content, snapshot, plugin, check, version)
 
 
 def build_parser() -> argparse.ArgumentParser:
