@@ -18,6 +18,7 @@ import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -184,8 +185,14 @@ class StreamServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         http = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD_BYTES)
-        async with asyncio.timeout(_HEAD_TIMEOUT_SECONDS):
-            head = await _read_head(http, reader)
+        try:
+            async with asyncio.timeout(_HEAD_TIMEOUT_SECONDS):
+                head = await _read_head(http, reader)
+        except h11.RemoteProtocolError as exc:
+            # As Go's HTTP server answers a head it cannot parse (400) or one too long (431).
+            status = exc.error_status_hint
+            await _respond(http, writer, status, f"{status} {HTTPStatus(status).phrase}\n")
+            return
         if head is None:
             return
         kind, _, token = head.path.split("?", 1)[0].strip("/").partition("/")
@@ -322,10 +329,7 @@ def _listen(address: str, port: int) -> socket.socket:
 
 async def _read_head(http: h11.Connection, reader: asyncio.StreamReader) -> _Head | None:
     while True:
-        try:
-            event = http.next_event()
-        except h11.RemoteProtocolError:
-            return None
+        event = http.next_event()
         if event is h11.NEED_DATA:
             data = await reader.read(_MAX_HEAD_BYTES)
             http.receive_data(data)

@@ -251,15 +251,15 @@ def _kill_strays(env: CriEnv) -> None:
 
 @contextlib.contextmanager
 def cri_environment(workdir: Path, registry: Registry, image: PushedImage,
-                    *, check_leftovers: bool = True) -> Iterator[CriEnv]:
-    """crishim on a fresh network with the image pulled; on exit every pod is removed and, with
-    check_leftovers, an AssertionError names whatever is left."""
+                    *, check_leftovers: bool = True, config: str = "") -> Iterator[CriEnv]:
+    """crishim on a fresh network with the image pulled (``config``: TOML added to its config file); on exit
+    every pod is removed and, with check_leftovers, an AssertionError names whatever is left."""
     require_root("pods (namespaces, mounts, CNI, runc)")
     for tool in ("crictl", "ctr", "runc", "conmon"):
         binary(tool)
     with temporary_network(workdir / "cni") as network:
         extra = ["--cni-conf-dir", str(network.conf_dir), "--cni-bin-dir", str(PLUGIN_DIR)]
-        daemon = Crishim(workdir / "crishim", CrishimOptions([registry.host], extra_args=extra))
+        daemon = Crishim(workdir / "crishim", CrishimOptions([registry.host], extra_args=extra, extra_config=config))
         env = CriEnv(daemon, network, image, workdir)
         try:
             daemon.start()
@@ -285,10 +285,10 @@ def cri_factory(request: pytest.FixtureRequest, tmp_path: Path, registry: Regist
     with contextlib.ExitStack() as stack:
         envs: list[CriEnv] = []
 
-        def start(image: PushedImage | None = None, check_leftovers: bool = True) -> CriEnv:
+        def start(image: PushedImage | None = None, check_leftovers: bool = True, config: str = "") -> CriEnv:
             workdir = tmp_path / f"cri-{len(envs)}"
             env = stack.enter_context(cri_environment(workdir, registry, image or test_images["oci"],
-                                                      check_leftovers=check_leftovers))
+                                                      check_leftovers=check_leftovers, config=config))
             envs.append(env)
             return env
 
