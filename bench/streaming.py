@@ -16,7 +16,8 @@ Measured, alternating crishim and containerd sample by sample:
   reported apart);
 - port-forward: one long-lived ``crictl port-forward POD LOCAL:8080`` per daemon; each sample downloads the
   file through it and reports bytes per second up to the body's last byte (the time from there to the
-  connection's end is reported apart);
+  connection's end is reported apart), and the daemon's CPU time per MiB, steadier than the rate on a busy
+  machine;
 - memory: the daemon's resident set before and while ``--sessions`` ``crictl exec ID busybox sleep 30`` run at
   once, per session; helper processes (crishim: the runc exec processes it supervises; containerd: its shim)
   are reported apart, by their proportional set size.
@@ -79,6 +80,7 @@ class Side:
     forward_port: int = 0
     rpc_ms: list[float] = field(default_factory=list)  # the Exec RPC's share of each direct exec
     eof_ms: list[float] = field(default_factory=list)  # a download's last byte to the connection's end
+    cpu_ms_per_mib: list[float] = field(default_factory=list)  # the daemon's CPU time per MiB forwarded
 
     def crictl_argv(self, *args: str) -> list[str]:
         return self.crictl.command(*args)
@@ -190,6 +192,8 @@ def measure_all(sides: list[Side], args: argparse.Namespace) -> dict[str, object
             "direct_exec_rpc_share_ms": {side.name: summary(side.rpc_ms[1:], True) for side in sides},
             "port_forward_mib_s": compare(sides, args.forwards, download, lower_is_better=False),
             "port_forward_eof_after_last_byte_ms": {side.name: summary(side.eof_ms[1:], True) for side in sides},
+            "port_forward_daemon_cpu_ms_per_mib": {side.name: summary(side.cpu_ms_per_mib[1:], True)
+                                                   for side in sides},
             "forward_file_mib": args.forward_mib,
         }
     finally:
@@ -237,6 +241,7 @@ def download(side: Side) -> float:
     """
     buffer = bytearray(1 << 20)
     view = memoryview(buffer)
+    cpu = cpu_ms(side.daemon_pid)
     start = time.perf_counter()
     with socket.create_connection(("127.0.0.1", side.forward_port), timeout=60) as conn:
         conn.sendall(b"GET /big HTTP/1.0\r\nHost: bench\r\n\r\n")
@@ -252,6 +257,7 @@ def download(side: Side) -> float:
         while conn.recv_into(view):
             pass
         side.eof_ms.append((time.perf_counter() - done) * 1000)
+    side.cpu_ms_per_mib.append((cpu_ms(side.daemon_pid) - cpu) / (received / (1 << 20)))
     if received != length:
         raise RuntimeError(f"{side.name}: the download through the port-forward got {received} of {length} bytes")
     return received / (done - start) / (1 << 20)
@@ -344,6 +350,12 @@ def helpers(side: Side) -> list[int]:
 def container_pid_namespace(side: Side) -> str:
     pid = int(side.crictl.json("inspect", side.idle)["info"]["pid"])
     return os.readlink(f"/proc/{pid}/ns/pid")
+
+
+def cpu_ms(pid: int) -> float:
+    """User plus system CPU time of the process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pids: list[int]) -> int:
