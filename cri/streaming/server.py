@@ -315,7 +315,10 @@ def _check_stdio(request: api_pb2.ExecRequest | api_pb2.AttachRequest) -> None:
 
 def _listen(address: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP spelled out: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose proto says TCP,
+    # and accepted sockets take the listener's. With Nagle on, a frame written while the previous one is
+    # unacknowledged waits for the client's delayed ACK (some 40 ms): a SYN_REPLY, a status, a small reply.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((address, port))
