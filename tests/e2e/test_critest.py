@@ -39,10 +39,10 @@ from tests.support.seed_image import SeedImage
 from tests.support.tools import require_root
 
 pytestmark = pytest.mark.root
-SANDBOX_IMAGE = "registry.k8s.io/pause:3.9"
+SANDBOX_IMAGE = "registry.k8s.io/pause:3.9"  # containerd's sandbox, one of the images critest pulls anyway
 # Other runs on the machine may hold the CNI test lock for their whole life (kubelet tests do); a suite that
 # itself takes minutes can wait longer for it than the default.
-LOCK_TIMEOUT = 1200.0  # containerd's sandbox, one of the images critest pulls anyway
+LOCK_TIMEOUT = 1200.0
 
 
 @pytest.fixture(scope="module")
