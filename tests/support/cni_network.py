@@ -208,8 +208,12 @@ def temporary_network(workdir: Path, *, hold_lock: bool = True, lock_timeout: fl
         try:
             yield net
         finally:
+            _undo_network(net, before)  # only what is this network's own: no lock needed
             with step():
-                _undo_network(net, before, forward)
+                _remove_idle_portmap_chains(before)
+                # Networks that hold the lock are gone by now; one that does not may still need forwarding.
+                if IP_FORWARD.read_text() != forward and not _other_test_bridges(net):
+                    IP_FORWARD.write_text(forward)
 
 
 def _make_network(workdir: Path) -> tuple[Network, dict[str, list[str]], str]:
@@ -222,12 +226,15 @@ def _make_network(workdir: Path) -> tuple[Network, dict[str, list[str]], str]:
     return net, {table: rules(table) for table in ("nat", "filter")}, IP_FORWARD.read_text()
 
 
-def _undo_network(net: Network, before: dict[str, list[str]], forward: str) -> None:
+def _undo_network(net: Network, before: dict[str, list[str]]) -> None:
     subprocess.run(["ip", "link", "del", net.bridge], capture_output=True)
     _remove_network_rules(net, before)
-    _remove_idle_portmap_chains(before)
-    if IP_FORWARD.read_text() != forward:
-        IP_FORWARD.write_text(forward)
+
+
+def _other_test_bridges(net: Network) -> list[str]:
+    out = subprocess.run(["ip", "-o", "link", "show", "type", "bridge"], capture_output=True, text=True).stdout
+    names = [line.split(":")[1].strip() for line in out.splitlines() if ":" in line]
+    return [name for name in names if name.startswith("cshim") and name != net.bridge]
 
 
 # ---- reaching a pod ----------------------------------------------------------------------------------------
