@@ -77,6 +77,7 @@ def on_crishim(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
             result = _run(request, daemon.socket, reports, "crishim", workdir / "scratch")
         finally:
             daemon.crictl("rmp", "-af", check=False)
+            _keep_log(daemon.log_path, reports / "crishim-daemon.log")
             daemon.cleanup()
     return read_report(result.report)
 
@@ -93,6 +94,7 @@ def on_containerd(request: pytest.FixtureRequest, critest_registry: Registry,
         finally:
             oracle.crictl_client.run("rmp", "-af", check=False)
             oracle.stop()
+            _keep_log(oracle.log_path, reports / "containerd-daemon.log")
     return read_report(result.report)
 
 
@@ -114,6 +116,12 @@ def test_crishim_passes_every_spec_containerd_passes(on_crishim: list[SpecResult
 
 def _network(workdir: Path) -> contextlib.AbstractContextManager[Network]:
     return temporary_network(workdir, hold_lock=False, lock_timeout=LOCK_TIMEOUT)
+
+
+def _keep_log(log: Path, kept: Path) -> None:
+    # The daemon's own log, beside critest's, for reading a failure after the daemon's folder is gone.
+    if log.is_file():
+        shutil.copyfile(log, kept)
 
 
 def _mirror(certs_dir: Path, registry: Registry) -> None:
