@@ -10,6 +10,7 @@ or the benchmark rule; a skip without any reason is an error, not a blank cell.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ RUNTIMES = (("crishim", "crishim"), ("containerd", "containerd 1.6"))
 CELLS = {PASSED: "pass", FAILED: "**FAIL**", SKIPPED: "skip"}
 BENCHMARK_REASON = "a benchmark: critest runs benchmarks only with -benchmark, not in validation"
 PREFIX = "[k8s.io] "
+RANDOM_ID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b|\b[0-9a-f]{64}\b")
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,8 @@ def _first_line(spec: SpecResult) -> str:
     if not lines:
         return "(no message)"
     rpc = next((line for line in lines if line.startswith("rpc error:")), None)
-    return f"{lines[0]} {rpc}" if lines[0] == "Unexpected error:" and rpc else lines[0]
+    headline = f"{lines[0]} {rpc}" if lines[0] == "Unexpected error:" and rpc else lines[0]
+    return RANDOM_ID.sub("<id>", headline)  # ids differ from run to run; the report should not
 
 
 def _cell(spec: SpecResult | None) -> str:

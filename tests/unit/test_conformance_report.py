@@ -17,6 +17,9 @@ CASES = {
   <testcase name="[It] [k8s.io] Streaming runtime should support attach [Conformance]" status="failed" time="0.4">
     <failure message="failed to attach in container &quot;abc&quot;&#xA;Unexpected error" type="failed">x</failure>
   </testcase>
+  <testcase name="[It] [k8s.io] Container runtime should start a container" status="failed" time="0.4">
+    <failure message="failed to start container 0123abcd-0000-4000-8000-0123456789ab: nope" type="failed"/>
+  </testcase>
   <testcase name="[It] [k8s.io] AppArmor runtime should enforce a profile | with a bar" status="skipped" time="0">
     <skipped message="skipped - AppArmor is disabled on this host"></skipped>
   </testcase>
@@ -47,7 +50,7 @@ def _write(folder: Path, name: str, cases: str) -> Path:
 
 def test_reads_statuses_and_messages_and_leaves_out_passing_suite_nodes(tmp_path: Path) -> None:
     specs = read_report(_write(tmp_path, "crishim", CASES["crishim"]))
-    assert [s.status for s in specs] == [PASSED, FAILED, SKIPPED, SKIPPED]
+    assert [s.status for s in specs] == [PASSED, FAILED, FAILED, SKIPPED, SKIPPED]
     assert specs[0].name == "[k8s.io] PodSandbox runtime should support running PodSandbox [Conformance]"
     assert specs[1].message.startswith('failed to attach in container "abc"\n')
 
@@ -58,7 +61,7 @@ def test_report_has_both_runtimes_spec_by_spec_with_every_reason(tmp_path: Path,
         _write(tmp_path, name, cases)
     assert main([str(tmp_path)]) == 0
     text = capsys.readouterr().out
-    assert "| crishim | 1 | 1 | 2 | 4 |" in text
+    assert "| crishim | 1 | 2 | 2 | 5 |" in text
     assert "| containerd 1.6 | 1 | 2 | 1 | 4 |" in text
     assert "| PodSandbox runtime should support running PodSandbox [Conformance] | pass | **FAIL** |" in text
     assert "| AppArmor runtime should enforce a profile \\| with a bar | skip | — |" in text
@@ -67,6 +70,7 @@ def test_report_has_both_runtimes_spec_by_spec_with_every_reason(tmp_path: Path,
     assert "Image benchmark about listing Image (containerd 1.6): a benchmark" in text
     assert 'Streaming runtime should support attach [Conformance] (crishim): failed to attach in container "abc"' \
         in text
+    assert "0123abcd-" not in text and "failed to start container <id>: nope" in text
     assert "(containerd 1.6): Timed out after 60.001s." in text
     assert "not found (containerd 1.6): Unexpected error: rpc error: code = NotFound desc = gone" in text
 
