@@ -67,7 +67,8 @@ async def serve_spdy(conn: ByteConn, forward: Forward, describe: Callable[[int],
             spawn(_expire(pair, pairs, creation_timeout, spdy))
         if getattr(pair, kind) is not None:
             spawn(_complain(pair, f"{kind} stream already assigned"))
-            return
+            # Refused: left open and unread, its data would stall the connection.
+            raise ValueError(f"{kind} stream of request {request_id} already assigned")
         setattr(pair, kind, stream)
         if pair.data is not None and pair.error is not None:
             spawn(_forward(pair, port, forward, describe, spdy))

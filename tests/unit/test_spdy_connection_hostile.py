@@ -234,3 +234,20 @@ def test_half_pairs_time_out_and_free_their_streams(monkeypatch: pytest.MonkeyPa
         conn.hang_up()
         await within(task)
     run(test)
+
+
+def test_a_second_stream_of_the_same_kind_for_a_request_is_refused() -> None:
+    async def test() -> None:
+        conn = MemoryConn()
+        peer = SpdyPeer(conn)
+        task = serve_forward(conn)
+        peer.send(stream(1, "error", port="80", requestid="0"), stream(3, "error", port="80", requestid="0"))
+        assert [await peer.next() for _ in range(3)] == [
+            SynReply(1), RstStream(3, RstStatus.REFUSED_STREAM), DataFrame(1, b"error stream already assigned")]
+        # Data on the refused stream holds nothing up: the pair completes and is forwarded.
+        peer.send(DataFrame(3, b"x" * 2_000_000), stream(5, "data", port="80", requestid="0"), DataFrame(5, b"ok", 1))
+        assert await peer.next() == RstStream(3, RstStatus.INVALID_STREAM)
+        assert [await peer.next() for _ in range(2)] == [SynReply(5), DataFrame(5, b"ok")]
+        conn.hang_up()
+        await within(task)
+    run(test)
