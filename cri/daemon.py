@@ -94,6 +94,7 @@ def _run(config: Config, stop: threading.Event) -> None:
         stack.callback(_remove_socket, config.socket)
         server.start()
         stack.callback(_stop_server, server)
+        image_service.schedule_garbage_collection()  # what a crash left: blobs and snapshots nothing needs
         log.info("daemon serving", address=str(config.socket), metrics_address=metrics_address,
                  stream_url=runtime_service.streams.base_url)
         _wait(stop)
