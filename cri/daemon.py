@@ -84,7 +84,7 @@ def _run(config: Config, stop: threading.Event) -> None:
         stack.callback(image_service.close)
         containerd_api = ContainerdAPI(config, image_service)
         stack.callback(containerd_api.close)
-        runtime_service = RuntimeService(config, image_service)
+        runtime_service = RuntimeService(config, image_service, metrics)
         stack.callback(runtime_service.close)
         runtime_service.streams.start()
         stack.callback(runtime_service.streams.stop)

@@ -16,12 +16,14 @@ from contextlib import contextmanager
 from wsgiref.simple_server import WSGIServer
 
 import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from cri.config import split_host_port
 from errdefs import Unavailable
 
-__all__ = ["Metrics", "MetricsServer", "start_server"]
+__all__ = ["STREAM_KINDS", "Metrics", "MetricsServer", "start_server"]
+
+STREAM_KINDS = ("exec", "attach", "portforward")
 
 # Pulls range from a cached tag (well under a second) to multi-gigabyte images.
 _PULL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
@@ -61,9 +63,24 @@ class Metrics:
             buckets=_PULL_BUCKETS,
             registry=self.registry,
         )
+        self.stream_sessions = Counter(
+            "crishim_stream_sessions_total",
+            'Streaming sessions by kind (exec, attach, portforward), transport (spdy, websocket) and outcome '
+            '("completed", "failed": it could not run, "rejected": an unknown or used token, a bad handshake).',
+            ["kind", "transport", "outcome"],
+            registry=self.registry,
+        )
+        self.stream_sessions_active = Gauge(
+            "crishim_stream_sessions_active",
+            "Streaming sessions open now, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
         for outcome in ("success", "failure"):
             # Present from the start, so a rate() over them works before the first pull.
             self.image_pulls.labels(outcome=outcome)
+        for kind in STREAM_KINDS:
+            self.stream_sessions_active.labels(kind=kind)
 
     def observe_rpc(self, method: str, code: str, seconds: float) -> None:
         self.grpc_requests.labels(method=method, code=code).inc()

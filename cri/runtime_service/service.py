@@ -10,6 +10,7 @@ from cri.config import Config
 from cri.constants import CRI_NAMESPACE
 from cri.image_service.catalog import CRIImage
 from cri.image_service.service import ImageService
+from cri.metrics import Metrics
 from cri.runtime_service import (
     container_stats,
     container_status,
@@ -46,7 +47,7 @@ from runtime.stats import CpuRates
 
 
 class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
-    def __init__(self, config: Config, images: ImageService) -> None:
+    def __init__(self, config: Config, images: ImageService, metrics: Metrics | None = None) -> None:
         self.config = config
         self._images = images
         self.events = EventBus()
@@ -63,7 +64,8 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self.snapshotter_root = images.snapshotter.root
         self.pod_cidr = ""
         self.cpu_rates = CpuRates()  # the sample before, per container and pod, for usage_nano_cores
-        self.streams = StreamServer(config.stream, StreamBackend(self.containers, self.pods, self.oci), config.state)
+        self.streams = StreamServer(config.stream, StreamBackend(self.containers, self.pods, self.oci), config.state,
+                                    metrics)
 
     def images(self, ref: str) -> ImageInfo:
         try:

@@ -27,6 +27,7 @@ import h11
 from cri import logs
 from cri.api.runtime.v1 import api_pb2
 from cri.config import StreamSettings
+from cri.metrics import Metrics
 from cri.streaming import portforward, remotecommand
 from cri.streaming.backend import StreamBackend
 from cri.streaming.conn import ByteConn, TcpConn
@@ -44,6 +45,7 @@ _HEAD_TIMEOUT_SECONDS = 30.0
 _MAX_HEAD_BYTES = 16 * 1024
 _MAX_CONNECTIONS = 4096
 _PROTOCOL_HEADER = "x-stream-protocol-version"
+_COMPLETED, _FAILED, _REJECTED = "completed", "failed", "rejected"
 
 Request = api_pb2.ExecRequest | api_pb2.AttachRequest | api_pb2.PortForwardRequest
 
@@ -62,8 +64,10 @@ class _Head:
 
 
 class StreamServer:
-    def __init__(self, settings: StreamSettings, backend: StreamBackend, state_dir: Path) -> None:
+    def __init__(self, settings: StreamSettings, backend: StreamBackend, state_dir: Path,
+                 metrics: Metrics | None = None) -> None:
         self._settings = settings
+        self._metrics = metrics if metrics is not None else Metrics()
         self._backend = backend
         self._state_dir = state_dir
         self._tokens: TokenCache[Request] = TokenCache()
@@ -199,63 +203,72 @@ class StreamServer:
         if head.method not in ("GET", "POST") or kind not in ("exec", "attach", "portforward") or "/" in token:
             await _respond(http, writer, 404, "404 page not found\n")
             return
+        transport = "websocket" if head.header("upgrade").lower() == "websocket" else "spdy"
         request = self._tokens.consume(token)
         wanted = {"exec": api_pb2.ExecRequest, "attach": api_pb2.AttachRequest,
                   "portforward": api_pb2.PortForwardRequest}[kind]
         if request is None or not isinstance(request, wanted):
             await _respond(http, writer, 404, "404 page not found\n")
+            self._metrics.stream_sessions.labels(kind=kind, transport=transport, outcome=_REJECTED).inc()
             return
-        log.info("streaming session", kind=kind, upgrade=head.header("upgrade"))
-        if head.header("upgrade").lower() == "websocket":
-            await self._websocket(http, writer, head, reader, request)
-        else:
-            await self._spdy(http, writer, head, reader, request)
+        log.info("streaming session", kind=kind, transport=transport)
+        active = self._metrics.stream_sessions_active.labels(kind=kind)
+        active.inc()
+        outcome = _FAILED
+        try:
+            if transport == "websocket":
+                outcome = await self._websocket(http, writer, head, reader, request)
+            else:
+                outcome = await self._spdy(http, writer, head, reader, request)
+        finally:
+            active.dec()
+            self._metrics.stream_sessions.labels(kind=kind, transport=transport, outcome=outcome).inc()
 
     async def _spdy(self, http: h11.Connection, writer: asyncio.StreamWriter, head: _Head,
-                    reader: asyncio.StreamReader, request: Request) -> None:
+                    reader: asyncio.StreamReader, request: Request) -> str:
         supported = portforward.SPDY_PROTOCOLS if isinstance(request, api_pb2.PortForwardRequest) \
             else remotecommand.SPDY_PROTOCOLS
         offered = head.tokens(_PROTOCOL_HEADER)
         if not offered:
             await _respond(http, writer, 400, f"unable to upgrade: header {_PROTOCOL_HEADER} is missing or empty")
-            return
+            return _REJECTED
         protocol = choose_protocol(offered, supported)
         if not protocol:
             extra = [("X-Accepted-Stream-Protocol-Versions", p) for p in supported]
             await _respond(http, writer, 403, f"unable to upgrade: unable to negotiate protocol: client supports "
                            f"{offered}, server accepts {list(supported)}", extra)
-            return
+            return _REJECTED
         if "upgrade" not in head.header("connection").lower() or "spdy/3.1" not in head.header("upgrade").lower():
             await _respond(http, writer, 400, "unable to upgrade: missing upgrade headers in request")
-            return
+            return _REJECTED
         await _switch(http, writer, [("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1"),
                                      ("X-Stream-Protocol-Version", protocol)])
         conn = TcpConn(reader, writer, http.trailing_data[0])
-        await self._run(conn, protocol, request, websocket=False)
+        return await self._run(conn, protocol, request, websocket=False)
 
     async def _websocket(self, http: h11.Connection, writer: asyncio.StreamWriter, head: _Head,
-                         reader: asyncio.StreamReader, request: Request) -> None:
+                         reader: asyncio.StreamReader, request: Request) -> str:
         key = head.header("sec-websocket-key")
         if not key or head.header("sec-websocket-version") != "13":
             await _respond(http, writer, 400, "Bad Request: not a WebSocket version 13 handshake")
-            return
+            return _REJECTED
         is_forward = isinstance(request, api_pb2.PortForwardRequest)
         supported = (portforward.TUNNEL_PROTOCOL, *portforward.WEBSOCKET_PROTOCOLS) if is_forward \
             else remotecommand.WEBSOCKET_PROTOCOLS
         protocol = choose_protocol(head.tokens("sec-websocket-protocol"), supported)
         if protocol is None:
             await _respond(http, writer, 403, "requested WebSocket protocols are not supported")
-            return
+            return _REJECTED
         await _switch(http, writer, accept_headers(key, protocol))
         conn: ByteConn = TcpConn(reader, writer, http.trailing_data[0])
         if protocol == portforward.TUNNEL_PROTOCOL:
             # SPDY inside the WebSocket's messages, served as a SPDY port-forward.
             tunnel = TunnelConn(WebSocket(conn, idle_timeout=self._settings.idle_timeout))
-            await self._run(tunnel, portforward.SPDY_PROTOCOLS[0], request, websocket=False)
-            return
-        await self._run(conn, protocol, request, websocket=True)
+            return await self._run(tunnel, portforward.SPDY_PROTOCOLS[0], request, websocket=False)
+        return await self._run(conn, protocol, request, websocket=True)
 
-    async def _run(self, conn: ByteConn, protocol: str, request: Request, *, websocket: bool) -> None:
+    async def _run(self, conn: ByteConn, protocol: str, request: Request, *, websocket: bool) -> str:
+        """Serve the session; its outcome for the metrics."""
         settings = self._settings
         if isinstance(request, api_pb2.PortForwardRequest):
             pod = request.pod_sandbox_id
@@ -272,7 +285,7 @@ class StreamServer:
             else:
                 await portforward.serve_spdy(conn, forward, describe, idle_timeout=settings.idle_timeout,
                                              creation_timeout=settings.creation_timeout)
-            return
+            return _COMPLETED
         options = StreamOptions(request.stdin, request.stdout, request.stderr, request.tty)
         if websocket:
             transport = await remotecommand.open_websocket(conn, protocol, options,
@@ -281,10 +294,11 @@ class StreamServer:
             opened = await remotecommand.open_spdy(conn, protocol, options, idle_timeout=settings.idle_timeout,
                                                    creation_timeout=settings.creation_timeout)
             if opened is None:
-                return
+                return _FAILED
             transport = opened
         status = await _session_status(request, lambda: self._session(request, transport))
         await transport.finish(status)
+        return _FAILED if status.reason == "InternalError" else _COMPLETED
 
     async def _session(self, request: Request, transport: remotecommand.Transport) -> StreamStatus:
         if isinstance(request, api_pb2.ExecRequest):

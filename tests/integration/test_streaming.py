@@ -206,6 +206,12 @@ def test_streaming_urls_are_single_use(cri: CriEnv) -> None:
     assert first.status_code == 403  # the token is used up even by a failed negotiation
     assert httpx.post(url).status_code == 404
 
+    assert _crictl(cri, "exec", container_id, "true").returncode == 0
+    metrics = httpx.get(cri.daemon.metrics_url).text
+    assert 'crishim_stream_sessions_total{kind="exec",outcome="rejected",transport="spdy"} 2.0' in metrics
+    assert 'crishim_stream_sessions_total{kind="exec",outcome="completed",transport="spdy"} 1.0' in metrics
+    assert 'crishim_stream_sessions_active{kind="exec"} 0.0' in metrics
+
 
 # --- helpers ------------------------------------------------------------------------------------------------
 
