@@ -8,6 +8,7 @@ import select
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -211,6 +212,33 @@ def test_streaming_urls_are_single_use(cri: CriEnv) -> None:
     assert 'crishim_stream_sessions_total{kind="exec",outcome="rejected",transport="spdy"} 2.0' in metrics
     assert 'crishim_stream_sessions_total{kind="exec",outcome="completed",transport="spdy"} 1.0' in metrics
     assert 'crishim_stream_sessions_active{kind="exec"} 0.0' in metrics
+
+
+def test_exec_over_tls_with_the_self_signed_certificate(cri_factory: Callable[..., CriEnv]) -> None:
+    cri = cri_factory(config="[stream]\nenable_tls = true\n")
+    pod_id = cri.runp()
+    container_id = cri.run(pod_id, cri.container("target"))
+    cert = cri.daemon.state / "stream-tls" / "stream.crt"
+    done = _crictl(cri, "exec", "--tls-ca", str(cert), container_id, "echo", "over-tls")
+    assert (done.returncode, done.stdout) == (0, "over-tls\n"), done.stderr
+    # Plain HTTP is not served on the TLS port.
+    url = httpx.Client()
+    exec_url = _exec_url(cri, container_id)
+    assert exec_url.startswith("https://")
+    with pytest.raises(httpx.HTTPError):
+        url.post(exec_url.replace("https://", "http://"))
+    untrusted = _crictl(cri, "exec", container_id, "true")
+    assert untrusted.returncode != 0 and "certificate" in untrusted.stderr
+
+
+def _exec_url(cri: CriEnv, container_id: str) -> str:
+    import grpc
+
+    from cri.api.runtime.v1 import api_pb2, api_pb2_grpc
+    with grpc.insecure_channel(f"unix://{cri.daemon.socket}") as channel:
+        stub = api_pb2_grpc.RuntimeServiceStub(channel)
+        url: str = stub.Exec(api_pb2.ExecRequest(container_id=container_id, cmd=["true"], stdout=True)).url
+        return url
 
 
 # --- helpers ------------------------------------------------------------------------------------------------

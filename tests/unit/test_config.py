@@ -184,3 +184,15 @@ def test_config_is_frozen() -> None:
 )
 def test_split_host_port(address: str, expected: tuple[str, int]) -> None:
     assert config.split_host_port(address) == expected
+
+
+def test_stream_settings() -> None:
+    parsed = config.from_dict({"stream": {"address": "0.0.0.0", "port": 10010, "enable_tls": True,
+                                          "idle_timeout": 60}})
+    assert (parsed.stream.address, parsed.stream.port, parsed.stream.enable_tls) == ("0.0.0.0", 10010, True)
+    assert parsed.stream.idle_timeout == 60.0
+    for bad, key in (({"port": 70000}, "stream.port"), ({"enable_tls": "yes"}, "stream.enable_tls"),
+                     ({"tls_cert_file": "/c"}, "stream.tls_cert_file"), ({"idle_timeout": 0}, "timeouts"),
+                     ({"tls_cert_file": "/c", "tls_key_file": "/k"}, "enable_tls")):
+        with pytest.raises(InvalidArgument, match=key):
+            config.from_dict({"stream": bad})
