@@ -43,6 +43,8 @@ log = logs.get_logger()
 
 _HEAD_TIMEOUT_SECONDS = 30.0
 _MAX_HEAD_BYTES = 16 * 1024
+# What a connection may buffer unread before its socket stops being read (asyncio's flow control).
+_READ_BUFFER = 256 * 1024
 _MAX_CONNECTIONS = 4096
 _PROTOCOL_HEADER = "x-stream-protocol-version"
 _COMPLETED, _FAILED, _REJECTED = "completed", "failed", "rejected"
@@ -116,23 +118,11 @@ class StreamServer:
         shown = f"[{host}]" if ":" in host else host
         self.base_url = f"{'https' if tls else 'http'}://{shown}:{port}"
         loop = asyncio.new_event_loop()
-        started = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-
-            async def begin() -> None:
-                self._server = await asyncio.start_server(self._connection, sock=sock, ssl=tls,
-                                                          limit=_MAX_HEAD_BYTES)
-                started.set()
-
-            loop.run_until_complete(begin())
-            loop.run_forever()
-
+        self._server = loop.run_until_complete(
+            asyncio.start_server(self._connection, sock=sock, ssl=tls, limit=_READ_BUFFER))
         self._loop = loop
-        self._thread = threading.Thread(target=run, name="stream-server", daemon=True)
+        self._thread = threading.Thread(target=loop.run_forever, name="stream-server", daemon=True)
         self._thread.start()
-        started.wait(10.0)
         log.info("streaming server listening", url=self.base_url)
 
     def stop(self) -> None:
