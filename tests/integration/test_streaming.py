@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from tests.support.cri_configs import NODE
 from tests.support.cri_env import CriEnv
 from tests.support.procs import wait_until
 from tests.support.terminal import Terminal
@@ -166,6 +167,41 @@ def test_port_forward_reaches_a_port_inside_the_pod(cri: CriEnv, transport: str)
     finally:
         forward.kill()
         forward.wait()
+
+
+def test_port_forward_into_a_host_network_pod_reaches_the_hosts_loopback(cri: CriEnv) -> None:
+    pod_id = cri.runp(cri.pod(namespace_options={"network": NODE}))
+    port = _free_port()
+    server = ("mkdir -p /www && echo hello-from-host-pod > /www/index.html && "
+              f"exec busybox httpd -f -p 127.0.0.1:{port} -h /www")
+    cri.run(pod_id, cri.container("server", command=["sh", "-c", server]))
+    wait_until(lambda: _connects(port), timeout=15, what="the host-network pod's server to listen on the host")
+    local = _free_port()
+    forward = subprocess.Popen(cri.daemon.crictl_client.command("port-forward", pod_id, f"{local}:{port}"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: _connects(local), timeout=15, what="crictl port-forward to listen")
+        assert httpx.get(f"http://127.0.0.1:{local}/").text == "hello-from-host-pod\n"
+    finally:
+        forward.kill()
+        forward.wait()
+
+
+def test_attach_to_a_terminal_container(cri: CriEnv) -> None:
+    pod_id = cri.runp()
+    config = cri.container("shell", command=["sh"])
+    config.update({"tty": True, "stdin": True})
+    container_id = cri.run(pod_id, config)
+    session = Terminal(cri.daemon.crictl_client.command("attach", "-it", container_id), rows=25, cols=90)
+    try:
+        session.send("stty size; echo attached-$((40+2))\r")
+        session.expect("attached-42")
+        session.resize(rows=30, cols=100)
+        session.send("stty size\r")
+        session.expect("30 100")
+    finally:
+        session.close()
+    assert cri.state(container_id) == "CONTAINER_RUNNING"
 
 
 def test_port_forward_to_a_closed_port_reports_the_refusal(cri: CriEnv) -> None:
