@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+from collections.abc import Callable
 
 __all__ = ["read", "wait_readable", "write_all"]
 
@@ -13,22 +14,21 @@ READ_SIZE = 64 * 1024
 
 async def wait_readable(fd: int) -> None:
     loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
-    loop.add_reader(fd, _resolve, ready)
-    try:
-        await ready
-    finally:
-        loop.remove_reader(fd)
+    await _ready(fd, loop.add_reader, loop.remove_reader)
 
 
 async def _wait_writable(fd: int) -> None:
     loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
-    loop.add_writer(fd, _resolve, ready)
+    await _ready(fd, loop.add_writer, loop.remove_writer)
+
+
+async def _ready(fd: int, watch: Callable[..., None], unwatch: Callable[[int], object]) -> None:
+    ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    watch(fd, _resolve, ready)
     try:
         await ready
     finally:
-        loop.remove_writer(fd)
+        unwatch(fd)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
