@@ -74,8 +74,10 @@ def _container_id(node: KubeNode, pod_name: str, container_name: str) -> str:
 
 
 def test_kubelet_tunables_land_in_its_own_namespace(node: KubeNode) -> None:
-    # kubelet really wrote its values (into the shadow files), and the host kept its own.
-    assert node.kubelet.shadow.written() == KUBELET_TUNABLES
+    # kubelet really wrote its values (into the shadow files), and the host kept its own. It answers /healthz
+    # before its container manager sets them, so wait for them.
+    node.kubelet.wait_for("kubelet to set its kernel tunables",
+                          lambda: node.kubelet.shadow.written() == KUBELET_TUNABLES, 60)
     assert node.kubelet.shadow.host_now() == node.kubelet.shadow.host_values
     assert set(KUBELET_TUNABLES) == set(KERNEL_TUNABLES)
 
