@@ -25,17 +25,24 @@ class VersionService(version_pb2_grpc.VersionServicer):
 
 @functools.cache
 def source_revision(tree: Path) -> str:
-    """The commit ``tree``'s git checkout is at, read from ``.git`` without running git."""
+    """The commit ``tree``'s git checkout is at, read from ``.git`` without running git.
+
+    In a linked worktree ``.git`` is a file naming the worktree's own git folder, whose HEAD is the one to
+    read, while refs live in the repository's common folder.
+    """
     git = tree / ".git"
     try:
+        if git.is_file():
+            git = (tree / git.read_text().strip().removeprefix("gitdir: ")).resolve()
         head = (git / "HEAD").read_text().strip()
         if not head.startswith("ref: "):
             return head
+        common = (git / (git / "commondir").read_text().strip()).resolve() if (git / "commondir").exists() else git
         ref = head.removeprefix("ref: ")
-        loose = git / ref
+        loose = common / ref
         if loose.exists():
             return loose.read_text().strip()
-        for line in (git / "packed-refs").read_text().splitlines():
+        for line in (common / "packed-refs").read_text().splitlines():
             if line.endswith(f" {ref}"):
                 return line.split()[0]
     except OSError:
