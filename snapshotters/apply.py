@@ -174,6 +174,8 @@ class _Applier:
         elif member.isreg():
             self._write_file(path, member, archive)
         elif member.issym():
+            if not member.linkname:
+                raise InvalidArgument(f"layer entry {member.name!r}: symbolic link with an empty target")
             os.symlink(member.linkname, path)
         elif member.islnk():
             os.link(self._link_target(member), path, follow_symlinks=False)
