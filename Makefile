@@ -2,7 +2,7 @@
 PYTHON := .venv/bin/python
 ARGS ?=
 
-.PHONY: setup configure run test unit lint proto bench conformance
+.PHONY: setup configure run test unit lint proto bench conformance crash fuzz
 
 setup:
 	./script/setup/install-deps
@@ -37,3 +37,10 @@ conformance: setup
 	CRISHIM_CONFORMANCE_REPORTS=$(CURDIR)/build/conformance $(PYTHON) -m pytest tests/e2e/test_critest.py $(ARGS); \
 	status=$$?; $(PYTHON) -m tests.support.conformance_report build/conformance > build/conformance/conformance.md \
 	&& cp build/conformance/conformance.md docs/conformance.md && exit $$status
+
+# The long runs of the bounded suites: 200 seeded kill -9 trials, and 200,000 inputs per fuzz target.
+crash: setup
+	CRISHIM_CRASH_TRIALS=200 $(PYTHON) -m pytest tests/integration/test_crash_trials.py $(ARGS)
+
+fuzz: setup
+	FUZZ_EXAMPLES=200000 $(PYTHON) -m pytest tests/fuzz $(ARGS)
