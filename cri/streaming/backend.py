@@ -99,12 +99,16 @@ class StreamBackend:
         """Copy between the client's stream and ``port`` on the pod's loopback; raises if it cannot connect."""
         pod = await asyncio.to_thread(self.ready_pod, pod_id)
         sock = await _connect_in_pod(pod, port)
+        copies = [asyncio.create_task(pumps.input_to_socket(stream, sock)),
+                  asyncio.create_task(pumps.socket_to_output(sock, reply))]
         try:
-            to_pod = asyncio.create_task(pumps.input_to_socket(stream, sock))
-            from_pod = asyncio.create_task(pumps.socket_to_output(sock, reply))
-            await asyncio.wait([to_pod, from_pod], return_when=asyncio.FIRST_COMPLETED)
-            await pumps.wait_all([to_pod, from_pod], _FORWARD_LINGER_SECONDS)
+            await asyncio.wait(copies, return_when=asyncio.FIRST_COMPLETED)
+            await pumps.wait_all(copies, _FORWARD_LINGER_SECONDS)
         finally:
+            # Also when cancelled (the client went): the copies stop before their socket is closed under them.
+            for task in copies:
+                task.cancel()
+            await asyncio.gather(*copies, return_exceptions=True)
             sock.close()
 
 
