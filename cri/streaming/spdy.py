@@ -104,10 +104,6 @@ class SpdyConnection:
         self._gone = False
         self._goaway_sent = False
 
-    @property
-    def closed(self) -> asyncio.Event:
-        return self._closed
-
     async def serve(self, on_stream: Callable[[SpdyStream], Awaitable[None]]) -> None:
         """Read frames until the peer goes away, the connection idles out or breaks the protocol.
 

@@ -176,7 +176,6 @@ class ChannelConn:
         self._base64 = protocol in _BASE64_PROTOCOLS
         self._close_signal = protocol in _CLOSE_SIGNAL_PROTOCOLS
         self.channels = [Channel(self, i, readable=r, writable=w) for i, (r, w) in enumerate(kinds)]
-        self.closed = asyncio.Event()
 
     async def send(self, number: int, data: bytes) -> None:
         if self._base64:
@@ -197,7 +196,6 @@ class ChannelConn:
         finally:
             for channel in self.channels:
                 channel.incoming.close()
-            self.closed.set()
 
     async def _route(self, message: bytes | str) -> None:
         if isinstance(message, str) and not self._base64:
