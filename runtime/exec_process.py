@@ -64,8 +64,14 @@ class ExecProcess:
         if not self.tty or self.stdout is None:
             return
         _set_size(self.stdout, width, height)
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGWINCH)
+        self.notify_size()
+
+    def notify_size(self) -> None:
+        """Tell runc to copy our terminal's size to the container's. Until runc has set its signal handlers
+        (it has once it wrote the pid file) a SIGWINCH is lost, so callers send one again then."""
+        if self.tty and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGWINCH)
 
     def kill(self) -> None:
         """SIGKILL the process (by its pid, while runc, its parent, still waits for it), else runc itself."""

@@ -35,6 +35,7 @@ _CTL_RESIZE = 1
 _FORWARD_LINGER_SECONDS = 1.0
 # How long a terminal exec waits for the client's first size before it starts without one.
 _FIRST_SIZE_SECONDS = 1.0
+_START_POLL_SECONDS = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,16 +68,20 @@ class StreamBackend:
     async def exec(self, container_id: str, argv: list[str], session: Session) -> ExecExit:
         record = await asyncio.to_thread(self.running_container, container_id)
         opts = session.options
-        sizes = decode_resizes(session.resize) if opts.tty and session.resize is not None else None
-        # A terminal client sends its size first: give the process that size from its start, not a 0x0 one.
-        first = await _first_size(sizes) if sizes is not None else None
-        process = await asyncio.to_thread(self._oci.start_exec, record.id, argv, tty=opts.tty,
-                                          stdin=opts.stdin, stdout=opts.stdout, stderr=opts.stderr,
-                                          size=(first.width, first.height) if first else None)
+        sizes = _Sizes(session.resize) if opts.tty and session.resize is not None else None
         try:
-            return ExecExit(await _run(process, session, sizes))
+            # A terminal client sends its size first: give the process that size from its start, not 0x0.
+            first = await sizes.first(_FIRST_SIZE_SECONDS) if sizes is not None else None
+            process = await asyncio.to_thread(self._oci.start_exec, record.id, argv, tty=opts.tty,
+                                              stdin=opts.stdin, stdout=opts.stdout, stderr=opts.stderr,
+                                              size=(first.width, first.height) if first else None)
+            try:
+                return ExecExit(await _run(process, session, sizes))
+            finally:
+                await asyncio.to_thread(process.close)
         finally:
-            await asyncio.to_thread(process.close)
+            if sizes is not None:
+                await sizes.close()
 
     # --- attach -----------------------------------------------------------------------------------------
 
@@ -112,14 +117,40 @@ class StreamBackend:
             sock.close()
 
 
-async def _first_size(sizes: AsyncIterator[TerminalSize]) -> TerminalSize | None:
-    try:
-        return await asyncio.wait_for(anext(sizes), _FIRST_SIZE_SECONDS)
-    except (TimeoutError, StopAsyncIteration):
-        return None
+class _Sizes:
+    """The client's terminal sizes, read by one task into a queue: waiting for the first one with a timeout
+    must not cancel the reading (a cancelled async generator is closed, and later sizes would be lost)."""
+
+    def __init__(self, stream: Input) -> None:
+        self._queue: asyncio.Queue[TerminalSize | None] = asyncio.Queue()
+        self._reader = asyncio.create_task(self._read(stream))
+
+    async def _read(self, stream: Input) -> None:
+        try:
+            async for size in decode_resizes(stream):
+                self._queue.put_nowait(size)
+        finally:
+            self._queue.put_nowait(None)
+
+    async def first(self, timeout: float) -> TerminalSize | None:
+        try:
+            size = await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            return None
+        if size is None:
+            self._queue.put_nowait(None)  # the end, for the iteration that follows
+        return size
+
+    async def __aiter__(self) -> AsyncIterator[TerminalSize]:
+        while (size := await self._queue.get()) is not None:
+            yield size
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
 
 
-async def _run(process: ExecProcess, session: Session, sizes: AsyncIterator[TerminalSize] | None) -> int:
+async def _run(process: ExecProcess, session: Session, sizes: _Sizes | None) -> int:
     """Copy stdio until the process exits or the client goes; the exit code (raises if it never started)."""
     tasks: list[asyncio.Task[None]] = []
     outputs: list[asyncio.Task[None]] = []
@@ -132,7 +163,8 @@ async def _run(process: ExecProcess, session: Session, sizes: AsyncIterator[Term
     if process.stderr is not None:
         outputs.append(asyncio.create_task(pumps.fd_to_output(process.stderr, session.stderr)))
     if sizes is not None:
-        tasks.append(asyncio.create_task(pumps.apply_sizes(sizes, _resizer(process))))
+        tasks.append(asyncio.create_task(pumps.apply_sizes(aiter(sizes), _resizer(process))))
+        tasks.append(asyncio.create_task(_renotify_once_started(process)))
     exited = asyncio.create_task(_wait_exit(process))
     gone = asyncio.create_task(session.gone.wait())
     try:
@@ -154,6 +186,13 @@ def _resizer(process: ExecProcess) -> Callable[[TerminalSize], None]:
     def apply(size: TerminalSize) -> None:
         process.resize(size.width, size.height)
     return apply
+
+
+async def _renotify_once_started(process: ExecProcess) -> None:
+    # A size that came while runc was starting may have been signalled before runc listened for it.
+    while process.started_pid() is None and process.proc.poll() is None:
+        await asyncio.sleep(_START_POLL_SECONDS)
+    process.notify_size()
 
 
 async def _wait_exit(process: ExecProcess) -> None:
