@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from errdefs import DataLoss, DeadlineExceeded, FailedPrecondition, Unavailable
+from runtime.runc import child_env
 
 __all__ = [
     "ConmonArgs",
@@ -54,9 +55,6 @@ __all__ = [
 
 REOPEN_LOG = 2
 
-# The environment conmon (and so runc) gets: only what they need, not the daemon's.
-_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "TZ")
-_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +154,7 @@ def spawn_exec(args: ConmonExecArgs) -> tuple[subprocess.Popen[bytes], int]:
 
 def _start(argv: list[str], *, stdout: int, cwd: Path) -> tuple[subprocess.Popen[bytes], int]:
     """Popen conmon with a sync pipe; returns the process and the pipe's read end."""
-    env = {key: os.environ[key] for key in _ENV_KEEP if key in os.environ}
-    env.setdefault("PATH", _DEFAULT_PATH)
+    env = child_env()
     read_end, write_end = os.pipe()
     env["_OCI_SYNCPIPE"] = str(write_end)  # pass_fds keeps the number the same in the child
     try:

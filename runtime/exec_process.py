@@ -30,11 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from errdefs import CrishimError
-from runtime.runc import Runc, error_for, error_text
+from runtime.runc import Runc, child_env, error_for, error_text
 
-__all__ = ["ExecProcess", "start"]
-
-_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "TZ")
+__all__ = ["ExecProcess", "kill_started", "read_pid_file", "start"]
 
 
 @dataclass
@@ -55,10 +53,7 @@ class ExecProcess:
 
     def started_pid(self) -> int | None:
         """The process's host pid once runc has started it."""
-        try:
-            return int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
+        return read_pid_file(self.pid_file)
 
     def resize(self, width: int, height: int) -> None:
         if not self.tty or self.stdout is None:
@@ -74,14 +69,7 @@ class ExecProcess:
                 self.proc.send_signal(signal.SIGWINCH)
 
     def kill(self) -> None:
-        """SIGKILL the process (by its pid, while runc, its parent, still waits for it), else runc itself."""
-        pid = self.started_pid()
-        if pid is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        elif self.proc.poll() is None:
-            # Not started yet: runc init dies with runc by its parent-death signal.
-            self.proc.kill()
+        kill_started(self.proc, self.pid_file)
 
     def exit_code(self) -> int:
         """The process's exit code once runc exited; the runtime's error if the process never ran."""
@@ -124,12 +112,32 @@ def start(runc: Runc, container_id: str, process: dict[str, Any], exec_root: Pat
         raise
 
 
+def read_pid_file(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def kill_started(parent: subprocess.Popen[bytes], pid_file: Path) -> None:
+    """SIGKILL an exec'd process by the host pid in its pid file, or its parent (runc, or the conmon running
+    runc) when it has not started yet: runc init dies with its parent by its parent-death signal.
+
+    While the parent runs the pid is that process's and not a recycled one: the parent reaps the process and
+    exits at once. (Should runc start the process in the instant between, that process is left running.)
+    """
+    if parent.poll() is not None:
+        return
+    pid = read_pid_file(pid_file)
+    if pid is None:
+        parent.kill()
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
 def _set_size(fd: int, width: int, height: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
-
-
-def _env() -> dict[str, str]:
-    return {key: os.environ[key] for key in _ENV_KEEP if key in os.environ}
 
 
 def _start_tty(argv: list[str], container_id: str, workdir: Path, size: tuple[int, int] | None) -> ExecProcess:
@@ -139,7 +147,7 @@ def _start_tty(argv: list[str], container_id: str, workdir: Path, size: tuple[in
         # SIGWINCH sent before its signal handlers are set would be lost.
         _set_size(master, *size)
     try:
-        proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=_env(), cwd=workdir,
+        proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=child_env(), cwd=workdir,
                                 start_new_session=True)
     except BaseException:
         os.close(master)
@@ -155,7 +163,7 @@ def _start_pipes(argv: list[str], container_id: str, workdir: Path, *, stdin: bo
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                             stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
                             stderr=subprocess.PIPE if stderr else subprocess.DEVNULL,
-                            env=_env(), cwd=workdir, start_new_session=True)
+                            env=child_env(), cwd=workdir, start_new_session=True)
     ends = [_take(proc.stdin), _take(proc.stdout), _take(proc.stderr)]
     for fd in ends:
         if fd is not None:

@@ -34,7 +34,6 @@ import os
 import re
 import selectors
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -442,29 +441,13 @@ class _Output:
 
 
 def _kill_exec(proc: subprocess.Popen[bytes], pid_file: Path) -> None:
-    """SIGKILL the exec'd process (by its host pid, from runc's pid file) and wait for conmon to report it."""
-    pid = _read_pid(pid_file)
-    if pid is None or proc.poll() is not None:
-        # Not started yet: conmon's runc (and its runc init) die with conmon by their parent-death signal.
-        # (Should runc start the process in the instant between, that process is left running.)
-        proc.kill()
-    else:
-        # conmon exits as soon as it has reaped the process, so while conmon runs the pid is, but for an
-        # instant, still that process's and not a recycled one.
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    """SIGKILL the exec'd process and wait for conmon to report it."""
+    exec_process.kill_started(proc, pid_file)
     try:
         proc.wait(timeout=5.0)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
 
 
 def _exec_process(

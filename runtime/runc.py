@@ -8,6 +8,7 @@ final error as one JSON line at level ``error`` (or ``fatal``).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 from errdefs import AlreadyExists, CrishimError, DataLoss, DeadlineExceeded, FailedPrecondition, NotFound
 from runtime.crilog import parse_timestamp
 
-__all__ = ["Runc", "RuncError", "RuntimeState", "Status", "error_for", "error_text"]
+__all__ = ["Runc", "RuncError", "RuntimeState", "Status", "child_env", "error_for", "error_text"]
 
 # runc answers in well under a second; a minute means it is stuck (a frozen cgroup, a hung mount).
 DEFAULT_TIMEOUT = 60.0
@@ -27,6 +28,17 @@ DEFAULT_TIMEOUT = 60.0
 _NOT_FOUND = ("container does not exist",)
 _ALREADY_EXISTS = ("container with id exists", "container with given id already exists")
 _NOT_RUNNING = ("container not running",)
+
+
+# The environment runc gets, directly or through conmon: only what it needs, not the daemon's.
+_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "TZ")
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def child_env() -> dict[str, str]:
+    env = {key: os.environ[key] for key in _ENV_KEEP if key in os.environ}
+    env.setdefault("PATH", _DEFAULT_PATH)
+    return env
 
 
 class RuncError(FailedPrecondition):

@@ -23,11 +23,12 @@ from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping
 from wsproto.utilities import generate_accept_token
 
+from cri.streaming.remotecommand import ERROR, RESIZE, STDERR, STDIN, STDOUT, V5
+from cri.streaming.websocket import CLOSE_SIGNAL
+
 __all__ = ["attach"]
 
-PROTOCOL = "v5.channel.k8s.io"
-_STDIN, _STDOUT, _STDERR, _ERROR, _RESIZE = 0, 1, 2, 3, 4
-_CLOSE = 255
+PROTOCOL = V5
 
 
 def attach(url: str) -> str:
@@ -71,7 +72,7 @@ async def _session(url: str) -> str:
     async def send_size() -> None:
         with contextlib.suppress(OSError):
             columns, lines = os.get_terminal_size(sys.stdout.fileno())
-            await send(_RESIZE, json.dumps({"Width": columns, "Height": lines}).encode())
+            await send(RESIZE, json.dumps({"Width": columns, "Height": lines}).encode())
 
     resize = asyncio.Event()
     loop.add_signal_handler(signal.SIGWINCH, resize.set)
@@ -84,7 +85,7 @@ async def _session(url: str) -> str:
             loop.remove_reader(stdin_fd)
             input_ended.set()
             return
-        asyncio.ensure_future(send(_STDIN, data))
+        asyncio.ensure_future(send(STDIN, data))
 
     async def resizes() -> None:
         while True:
@@ -94,7 +95,7 @@ async def _session(url: str) -> str:
 
     async def close_input() -> None:
         await input_ended.wait()
-        await send(_CLOSE, bytes([_STDIN]))
+        await send(CLOSE_SIGNAL, bytes([STDIN]))
 
     await send_size()
     loop.add_reader(stdin_fd, on_input)
@@ -109,11 +110,11 @@ async def _session(url: str) -> str:
                     return status.decode(errors="replace")
                 elif isinstance(event, BytesMessage) and event.data:
                     channel, payload = event.data[0], bytes(event.data[1:])
-                    if channel in (_STDOUT, _STDERR):
-                        out = sys.stdout.buffer if channel == _STDOUT else sys.stderr.buffer
+                    if channel in (STDOUT, STDERR):
+                        out = sys.stdout.buffer if channel == STDOUT else sys.stderr.buffer
                         out.write(payload)
                         out.flush()
-                    elif channel == _ERROR:
+                    elif channel == ERROR:
                         status += payload
         return status.decode(errors="replace")
     finally:

@@ -9,7 +9,6 @@ import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from cri.streaming import fdio, pumps
@@ -22,7 +21,7 @@ from runtime.oci import OCIRuntime
 from runtime.pods import PodManager
 from runtime.records import ContainerRecord, ContainerState, SandboxRecord, SandboxState
 
-__all__ = ["ExecExit", "StreamBackend"]
+__all__ = ["StreamBackend"]
 
 # After the process exits, its children may hold the output open (`sh -c 'sleep 1d &'`); stop waiting then.
 DRAIN_SECONDS = 1.0
@@ -36,11 +35,6 @@ _FORWARD_LINGER_SECONDS = 1.0
 # How long a terminal exec waits for the client's first size before it starts without one.
 _FIRST_SIZE_SECONDS = 1.0
 _START_POLL_SECONDS = 0.02
-
-
-@dataclass(frozen=True, slots=True)
-class ExecExit:
-    code: int
 
 
 class StreamBackend:
@@ -65,7 +59,8 @@ class StreamBackend:
 
     # --- exec -------------------------------------------------------------------------------------------
 
-    async def exec(self, container_id: str, argv: list[str], session: Session) -> ExecExit:
+    async def exec(self, container_id: str, argv: list[str], session: Session) -> int:
+        """Run argv in the container for the session; its exit code."""
         record = await asyncio.to_thread(self.running_container, container_id)
         opts = session.options
         sizes = _Sizes(session.resize) if opts.tty and session.resize is not None else None
@@ -76,7 +71,7 @@ class StreamBackend:
                                               stdin=opts.stdin, stdout=opts.stdout, stderr=opts.stderr,
                                               size=(first.width, first.height) if first else None)
             try:
-                return ExecExit(await _run(process, session, sizes))
+                return await _run(process, session, sizes)
             finally:
                 await asyncio.to_thread(process.close)
         finally:

@@ -25,7 +25,13 @@ from cri.streaming.spdy import SpdyConnection, SpdyStream
 from cri.streaming.websocket import ChannelConn, WebSocket
 
 __all__ = [
+    "ERROR",
+    "RESIZE",
     "SPDY_PROTOCOLS",
+    "STDERR",
+    "STDIN",
+    "STDOUT",
+    "V5",
     "WEBSOCKET_PROTOCOLS",
     "Transport",
     "open_spdy",
@@ -43,7 +49,8 @@ _JSON_STATUS = (V5, V4, "v4.base64.channel.k8s.io")
 # How long the client gets to read the status and hang up before the server closes the connection.
 CLOSE_GRACE_SECONDS = 5.0
 
-_STDIN, _STDOUT, _STDERR, _ERROR, _RESIZE = range(5)
+# The channels of the WebSocket protocols, by number.
+STDIN, STDOUT, STDERR, ERROR, RESIZE = range(5)
 
 
 @dataclass
@@ -70,7 +77,7 @@ class Transport:
                     await self._error.write(payload)
                 await self._error.close()
             elif self._channels is not None and payload:
-                await self._channels.send(_ERROR, payload)
+                await self._channels.send(ERROR, payload)
         except ConnectionError:
             pass
         finally:
@@ -137,11 +144,11 @@ async def open_websocket(conn: ByteConn, protocol: str, options: StreamOptions, 
         (options.stdin, False), (False, options.stdout), (False, options.stderr), (False, True), (True, False)]
     channels = ChannelConn(ws, protocol, kinds)
     reader = asyncio.create_task(channels.serve())
-    first = _STDOUT if options.stdout else _STDERR if options.stderr else _ERROR
+    first = STDOUT if options.stdout else STDERR if options.stderr else ERROR
     await channels.send(first, b"")
     c = channels.channels
-    session = Session(options, c[_STDIN] if options.stdin else None, c[_STDOUT] if options.stdout else None,
-                      c[_STDERR] if options.stderr else None, c[_RESIZE])
+    session = Session(options, c[STDIN] if options.stdin else None, c[STDOUT] if options.stdout else None,
+                      c[STDERR] if options.stderr else None, c[RESIZE])
     _watch(reader, session)
     return Transport(session, protocol, _channels=channels, _reader=reader)
 

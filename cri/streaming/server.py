@@ -16,7 +16,7 @@ import contextlib
 import socket
 import ssl
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -34,7 +34,7 @@ from cri.streaming.conn import ByteConn, TcpConn
 from cri.streaming.session import StreamOptions, StreamStatus
 from cri.streaming.tls import self_signed
 from cri.streaming.tokens import TokenCache
-from cri.streaming.websocket import TunnelConn, WebSocket, accept_headers, choose_protocol
+from cri.streaming.websocket import TunnelConn, WebSocket, accept_headers
 from errdefs import CrishimError, InvalidArgument, Unavailable
 
 __all__ = ["StreamServer"]
@@ -222,7 +222,7 @@ class StreamServer:
         if not offered:
             await _respond(http, writer, 400, f"unable to upgrade: header {_PROTOCOL_HEADER} is missing or empty")
             return _REJECTED
-        protocol = choose_protocol(offered, supported)
+        protocol = _choose_protocol(offered, supported)
         if not protocol:
             extra = [("X-Accepted-Stream-Protocol-Versions", p) for p in supported]
             await _respond(http, writer, 403, f"unable to upgrade: unable to negotiate protocol: client supports "
@@ -245,7 +245,7 @@ class StreamServer:
         is_forward = isinstance(request, api_pb2.PortForwardRequest)
         supported = (portforward.TUNNEL_PROTOCOL, *portforward.WEBSOCKET_PROTOCOLS) if is_forward \
             else remotecommand.WEBSOCKET_PROTOCOLS
-        protocol = choose_protocol(head.tokens("sec-websocket-protocol"), supported)
+        protocol = _choose_protocol(head.tokens("sec-websocket-protocol"), supported)
         if protocol is None:
             await _respond(http, writer, 403, "requested WebSocket protocols are not supported")
             return _REJECTED
@@ -292,9 +292,8 @@ class StreamServer:
 
     async def _session(self, request: Request, transport: remotecommand.Transport) -> StreamStatus:
         if isinstance(request, api_pb2.ExecRequest):
-            result = await self._backend.exec(request.container_id, list(request.cmd), transport.session)
-            return StreamStatus.success() if result.code == 0 else StreamStatus.exit_code(result.code,
-                                                                                         list(request.cmd))
+            code = await self._backend.exec(request.container_id, list(request.cmd), transport.session)
+            return StreamStatus.success() if code == 0 else StreamStatus.exit_code(code, list(request.cmd))
         await self._backend.attach(request.container_id, transport.session)
         return StreamStatus.success()
 
@@ -306,6 +305,15 @@ async def _session_status(request: Request, run: Callable[[], Awaitable[StreamSt
         what = "executing command in" if isinstance(request, api_pb2.ExecRequest) else "attaching to"
         log.info("streaming session failed", error=str(exc))
         return StreamStatus.internal(f"error {what} container: {exc}")
+
+
+def _choose_protocol(offered: Sequence[str], supported: Sequence[str]) -> str | None:
+    """The first protocol the client offers that is supported (SPDY's X-Stream-Protocol-Version and WebSocket's
+    subprotocols alike); "" when it offers none and "" is supported."""
+    for protocol in offered or [""]:
+        if protocol in supported:
+            return protocol
+    return None
 
 
 def _check_stdio(request: api_pb2.ExecRequest | api_pb2.AttachRequest) -> None:

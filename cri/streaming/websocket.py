@@ -28,7 +28,7 @@ from cri import logs
 from cri.streaming.byte_stream import ByteStream
 from cri.streaming.conn import ByteConn
 
-__all__ = ["CLOSE_SIGNAL", "ChannelConn", "MessageRefused", "WebSocket", "accept_headers", "choose_protocol"]
+__all__ = ["CLOSE_SIGNAL", "ChannelConn", "MessageRefused", "WebSocket", "accept_headers"]
 
 log = logs.get_logger()
 
@@ -48,14 +48,6 @@ class MessageRefused(ConnectionResetError):
     def __init__(self, reason: str, code: CloseReason) -> None:
         super().__init__(reason)
         self.code = code
-
-
-def choose_protocol(offered: Sequence[str], supported: Sequence[str]) -> str | None:
-    """The first protocol the client offers that is supported; "" when it offers none and "" is supported."""
-    for protocol in offered or [""]:
-        if protocol in supported:
-            return protocol
-    return None
 
 
 def accept_headers(key: str, protocol: str) -> list[tuple[str, str]]:
