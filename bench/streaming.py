@@ -4,8 +4,10 @@
 
 Each daemon gets one pod on a throw-away CNI network with two containers: an idle shell and busybox
 ``httpd`` serving a file of zeros from the container's root filesystem (written at start, read once before
-timing, so it comes from the page cache on both sides: the disk plays no part and the cache is not
-flushed). containerd's sandbox image is a busybox ``sleep`` from the same local registry.
+timing, so it comes from the page cache on both sides). Dirty pages are written back (``sync``) before every
+sample, so neither side pays for the other's writeback (runc's state, logs); the page cache itself is kept,
+as the served file must come from memory on both. containerd's sandbox image is a busybox ``sleep`` from the
+same local registry.
 
 Measured, alternating crishim and containerd sample by sample:
 
@@ -277,6 +279,7 @@ def compare(sides: list[Side], count: int, sample: Callable[[Side], float], *,
     samples: dict[str, list[float]] = {side.name: [] for side in sides}
     for i in range(count):
         for side in sides if i % 2 == 0 else sides[::-1]:
+            os.sync()
             samples[side.name].append(sample(side))
     mine, theirs = (summary(samples[side.name], lower_is_better) for side in sides)
     tail = "p99" if lower_is_better else "p1"
