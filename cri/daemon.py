@@ -86,6 +86,8 @@ def _run(config: Config, stop: threading.Event) -> None:
         stack.callback(containerd_api.close)
         runtime_service = RuntimeService(config, image_service, metrics)
         stack.callback(runtime_service.close)
+        if swept := runtime_service.oci.sweep_execs():
+            log.info("stopped execs a killed daemon left", execs=swept)
         runtime_service.streams.start()
         stack.callback(runtime_service.streams.stop)
         metrics_address = _start_metrics(stack, config, metrics)

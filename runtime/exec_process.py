@@ -32,7 +32,7 @@ from typing import Any
 from errdefs import CrishimError
 from runtime.runc import Runc, child_env, error_for, error_text
 
-__all__ = ["ExecProcess", "kill_started", "read_pid_file", "start"]
+__all__ = ["ExecProcess", "kill_started", "read_pid_file", "start", "sweep"]
 
 
 @dataclass
@@ -110,6 +110,43 @@ def start(runc: Runc, container_id: str, process: dict[str, Any], exec_root: Pat
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
+
+
+def sweep(exec_root: Path) -> list[str]:
+    """At start, before any session: stop what the execs of a daemon killed mid-session left running and remove
+    their folders; the folders' names.
+
+    An exec's parent (runc for a streaming exec, conmon for ExecSync) has the folder's process.json on its
+    command line. While it runs, the pid file names the process and not a recycled pid (as in
+    ``kill_started``), so the process is killed, then the parent. A process whose parent is gone too cannot be
+    told from a stranger with a recycled pid and is left alone.
+    """
+    try:
+        folders = sorted(p for p in exec_root.iterdir() if p.is_dir())
+    except FileNotFoundError:
+        return []
+    for folder in folders:
+        parents = _processes_naming(str(folder / "process.json"))
+        pid = read_pid_file(folder / "pid")
+        for target in ([pid] if pid is not None and parents else []) + parents:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(target, signal.SIGKILL)
+        shutil.rmtree(folder, ignore_errors=True)
+    return [folder.name for folder in folders]
+
+
+def _processes_naming(argument: str) -> list[int]:
+    wanted = argument.encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if wanted in (entry / "cmdline").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
 def read_pid_file(path: Path) -> int | None:

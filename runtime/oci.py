@@ -17,8 +17,9 @@ made after a restart on the same state dir sees the containers the previous one 
       exits/<id>                                        conmon's exit file: the exit code in decimal; its
                                                         mtime is when the container exited
       attach/<id> -> <bundle>                           conmon's symlink keeping attach socket paths short
-      exec/<id>-<random>/                               one per exec_sync while it runs: process.json, the
-                                                        pid file and runc's log
+      exec/<id>-<random>/                               one per exec (ExecSync or a streaming session) while
+                                                        it runs: process.json, the pid file and runc's log;
+                                                        a daemon killed mid-exec leaves them to sweep_execs
 
 Lifecycle: ``create`` (conmon runs ``runc create``; the process waits in runc's init) → ``start`` → the
 container exits, conmon writes the exit file and exits → ``delete`` forgets the container, exit file
@@ -271,6 +272,10 @@ class OCIRuntime:
         process = self._process_spec(container_id, argv, None, None, None)
         return exec_process.start(self.runc, container_id, process, self.state_dir / "exec", tty=tty,
                                   stdin=stdin, stdout=stdout, stderr=stderr, size=size)
+
+    def sweep_execs(self) -> list[str]:
+        """Stop and forget the execs of a daemon that died mid-session; call before serving."""
+        return exec_process.sweep(self.state_dir / "exec")
 
     def _process_spec(self, container_id: str, argv: Sequence[str], env: Mapping[str, str] | None,
                       cwd: str | None, user: str | None) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.support.cri_configs import NODE
-from tests.support.cri_env import CriEnv
+from tests.support.cri_env import CriEnv, process_alive
 from tests.support.procs import wait_until
 from tests.support.terminal import Terminal
 
@@ -105,6 +105,26 @@ def test_a_client_that_goes_away_kills_its_exec(cri: CriEnv) -> None:
                                 check=False).stdout.strip() == "",
                timeout=15, what="the exec'd process to be killed")
     wait_until(lambda: not any((cri.daemon.state / "exec").iterdir()), timeout=10, what="the exec folder to go")
+
+
+def test_execs_a_killed_daemon_left_are_stopped_when_it_starts_again(cri: CriEnv) -> None:
+    pod_id = cri.runp()
+    container_id = cri.run(pod_id, cri.container("target"))
+    client = subprocess.Popen(cri.daemon.crictl_client.command("exec", container_id, "busybox", "sleep", "1000"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    exec_root = cri.daemon.state / "exec"
+    wait_until(lambda: exec_root.is_dir() and any((f / "pid").exists() for f in exec_root.iterdir()), timeout=15,
+               what="the exec to start")
+    (folder,) = list(exec_root.iterdir())
+    pid = int((folder / "pid").read_text())
+    cri.daemon.kill()
+    client.wait(timeout=15)
+    # kill -9 between the session's start and its end: the process and its folder outlive the daemon.
+    assert process_alive(pid) and folder.exists()
+    cri.daemon.start()  # returns once the daemon answers, which it does only after the sweep
+    assert not folder.exists()
+    wait_until(lambda: not process_alive(pid), timeout=5, what="the exec'd process to die of its SIGKILL")
+    assert _crictl(cri, "exec", container_id, "true").returncode == 0
 
 
 def test_attach_to_a_container_with_stdin(cri: CriEnv) -> None:
