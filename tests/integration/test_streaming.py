@@ -76,6 +76,9 @@ def test_exec_with_a_terminal(cri: CriEnv) -> None:
     session = Terminal(cri.daemon.crictl_client.command(
                          "exec", "-it", container_id, "sh"), rows=33, cols=101)
     try:
+        # As a user does: type once the shell shows its prompt. runc copies the size to the container's
+        # terminal just after the process starts, so a command typed ahead may run before that.
+        session.expect("/ # ")
         session.send("tty; stty size; echo $((6*7))\r")
         session.expect("/dev/pts/")
         session.expect("33 101")
