@@ -42,17 +42,24 @@ KERNEL_TUNABLES = (
     "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
 )
 _PROC_SYS = Path("/proc/sys")
+# kubelet puts its device-plugin socket under this fixed path, whatever --root-dir says.
+FIXED_KUBELET_DIR = Path("/var/lib/kubelet")
 
 
 @dataclass(frozen=True, slots=True)
 class SysctlShadow:
-    """Plain files standing in for kernel tunables inside kubelet's mount namespace."""
+    """Plain files standing in for kernel tunables inside kubelet's mount namespace, and a folder standing in
+    for /var/lib/kubelet there."""
 
     folder: Path
     host_values: dict[str, str]  # as read before kubelet started
 
     def shadow(self, tunable: str) -> Path:
         return self.folder / tunable.replace("/", ".")
+
+    @property
+    def fixed_dir(self) -> Path:
+        return self.folder / "var-lib-kubelet"
 
     def written(self) -> dict[str, str]:
         return {t: self.shadow(t).read_text().strip() for t in KERNEL_TUNABLES}
@@ -70,6 +77,8 @@ class SysctlShadow:
             target = _PROC_SYS / tunable
             script.append(f"mount --make-private \"$(findmnt -n -o TARGET -T {target})\"")
             script.append(f"mount --bind {shlex.quote(str(self.shadow(tunable)))} {target}")
+        script.append(f"mount --make-private \"$(findmnt -n -o TARGET -T {FIXED_KUBELET_DIR})\"")
+        script.append(f"mount --bind {shlex.quote(str(self.fixed_dir))} {FIXED_KUBELET_DIR}")
         script.append('exec "$@"')
         return ["unshare", "--mount", "--propagation", "unchanged", "--", "sh", "-c", "\n".join(script),
                 "kubelet-in-namespace", *command]
@@ -82,9 +91,23 @@ def _read_tunables() -> dict[str, str]:
 def sysctl_shadow(folder: Path) -> SysctlShadow:
     folder.mkdir(parents=True, exist_ok=True)
     shadow = SysctlShadow(folder, _read_tunables())
+    shadow.fixed_dir.mkdir(exist_ok=True)
     for tunable, value in shadow.host_values.items():
         shadow.shadow(tunable).write_text(value + "\n")
     return shadow
+
+
+@contextlib.contextmanager
+def fixed_dir_mountpoint() -> Iterator[None]:
+    """/var/lib/kubelet on the host, for the bind in kubelet's namespace to cover; removed again afterwards
+    when it was not there before, so the host is left as it was."""
+    made = not FIXED_KUBELET_DIR.exists()
+    FIXED_KUBELET_DIR.mkdir(exist_ok=True)
+    try:
+        yield
+    finally:
+        if made:
+            FIXED_KUBELET_DIR.rmdir()
 
 
 def kube_iptables_rules() -> list[str]:

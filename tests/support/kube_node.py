@@ -21,7 +21,13 @@ from tests.support.daemon import Crishim
 from tests.support.images import PushedImage
 from tests.support.kube_build import KubeBinaries
 from tests.support.kube_control_plane import ControlPlane, Kubectl, control_plane
-from tests.support.kube_host import cgroup_root, kube_iptables_rules, sysctl_shadow
+from tests.support.kube_host import (
+    FIXED_KUBELET_DIR,
+    cgroup_root,
+    fixed_dir_mountpoint,
+    kube_iptables_rules,
+    sysctl_shadow,
+)
 from tests.support.kubelet import Kubelet, KubeletSettings, running_kubelet
 from tests.support.procs import run
 from tests.support.registry import Registry
@@ -67,8 +73,10 @@ def kube_node(workdir: Path, registry: Registry, image: PushedImage, binaries: K
     registers with."""
     name = f"crishim-e2e-{secrets.token_hex(3)}"
     iptables_before = kube_iptables_rules()
+    fixed_dir_before = _listing(FIXED_KUBELET_DIR)
     shadow = sysctl_shadow(workdir / "sysctl")
     with contextlib.ExitStack() as stack:
+        stack.enter_context(fixed_dir_mountpoint())
         cgroups = stack.enter_context(cgroup_root(name))
         env = stack.enter_context(cri_environment(workdir / "cri", registry, image))
         _bridge_with_gateway(env.network)
@@ -83,3 +91,11 @@ def kube_node(workdir: Path, registry: Registry, image: PushedImage, binaries: K
     changed = {t: (before, now) for t, now in shadow.host_now().items() if (before := shadow.host_values[t]) != now}
     assert not changed, f"kubelet changed host tunables (before, after): {changed}"
     assert kube_iptables_rules() == iptables_before, "kubelet changed the host's KUBE-* iptables rules"
+    assert _listing(FIXED_KUBELET_DIR) == fixed_dir_before, f"kubelet changed the host's {FIXED_KUBELET_DIR}"
+
+
+def _listing(folder: Path) -> list[str] | None:
+    """What is in folder, recursively; None when it does not exist."""
+    if not folder.exists():
+        return None
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
