@@ -1,11 +1,15 @@
 # `make run` sets a fresh machine up and runs the daemon; `make test` runs every test.
+# `setup` installs what the daemon needs at run time, `setup-test` adds what only the tests use.
 PYTHON := .venv/bin/python
 ARGS ?=
 
-.PHONY: setup configure run test unit lint proto bench conformance crash fuzz
+.PHONY: setup setup-test configure run test unit lint proto bench conformance crash fuzz
 
 setup:
-	./script/setup/install-deps
+	./script/setup/install-deps run
+
+setup-test:
+	./script/setup/install-deps test
 
 configure:
 	./script/setup/configure-node
@@ -13,7 +17,7 @@ configure:
 run: setup configure
 	$(PYTHON) -m cri serve $(ARGS)
 
-test: setup lint
+test: setup-test lint
 	$(PYTHON) -m pytest tests $(ARGS)
 
 unit: setup
@@ -23,24 +27,24 @@ lint: setup
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m mypy cri store snapshotters runtime errdefs bench
 
-proto: setup
+proto: setup-test
 	$(PYTHON) script/genproto.py
 
-bench: setup
+bench: setup-test
 	$(PYTHON) -m bench.pull_unpack
 	$(PYTHON) -m bench.container_start
 	$(PYTHON) -m bench.streaming
 
 # critest against crishim and containerd 1.6; the junit reports stay in build/conformance.
-conformance: setup
+conformance: setup-test
 	mkdir -p build/conformance
 	CRISHIM_CONFORMANCE_REPORTS=$(CURDIR)/build/conformance $(PYTHON) -m pytest tests/e2e/test_critest.py $(ARGS); \
 	status=$$?; $(PYTHON) -m tests.support.conformance_report build/conformance > build/conformance/conformance.md \
 	&& cp build/conformance/conformance.md docs/conformance.md && exit $$status
 
 # The long runs of the bounded suites: 200 seeded kill -9 trials, and 200,000 inputs per fuzz target.
-crash: setup
+crash: setup-test
 	CRISHIM_CRASH_TRIALS=200 $(PYTHON) -m pytest tests/integration/test_crash_trials.py $(ARGS)
 
-fuzz: setup
+fuzz: setup-test
 	FUZZ_EXAMPLES=200000 $(PYTHON) -m pytest tests/fuzz $(ARGS)

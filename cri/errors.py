@@ -22,6 +22,7 @@ STATUS_CODES: Mapping[type[errdefs.CrishimError], grpc.StatusCode] = types.Mappi
         errdefs.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
         errdefs.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
         errdefs.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+        errdefs.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
         errdefs.Unavailable: grpc.StatusCode.UNAVAILABLE,
         errdefs.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
         errdefs.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -43,11 +44,13 @@ INTERNAL_MESSAGE = "internal error"
 
 
 def status_code(exc: BaseException) -> grpc.StatusCode:
-    """The status code for ``exc``: from the table, else INTERNAL."""
+    """The status code for ``exc``: from the table, PERMISSION_DENIED for the OS refusing, else INTERNAL."""
     for cls in type(exc).__mro__:
         code = STATUS_CODES.get(cls)
         if code is not None:
             return code
+    if isinstance(exc, PermissionError):
+        return grpc.StatusCode.PERMISSION_DENIED
     return grpc.StatusCode.INTERNAL
 
 
@@ -56,7 +59,16 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     code = status_code(exc)
     if code is grpc.StatusCode.INTERNAL:
         return code, INTERNAL_MESSAGE
+    if isinstance(exc, PermissionError) and not isinstance(exc, errdefs.CrishimError):
+        return code, _refused(exc)
     return code, str(exc) or type(exc).__name__
+
+
+def _refused(exc: PermissionError) -> str:
+    # The operator must learn what was refused; the socket is root's, so the path reaches no one else.
+    where = f": {exc.filename}" if exc.filename else ""
+    return (f"the system refused the daemon: {exc.strerror or exc}{where} "
+            "(crishim needs root with its usual capabilities)")
 
 
 def from_status(code: grpc.StatusCode, message: str) -> errdefs.CrishimError:

@@ -8,6 +8,7 @@ codes in one table (``cri.errors``), as containerd's errdefs does::
     ├── AlreadyExists          a name or key is taken
     ├── InvalidArgument        the request itself is malformed
     ├── FailedPrecondition     the request is valid but the state forbids it
+    ├── PermissionDenied       the daemon lacks a privilege the operation needs
     ├── Unavailable            a dependency (a registry, the disk) can't be reached
     ├── Unauthenticated        a registry refused the credentials, or none were given
     ├── DeadlineExceeded       no progress within the allowed time
@@ -30,6 +31,7 @@ __all__ = [
     "InvalidArgument",
     "NotFound",
     "OutOfRange",
+    "PermissionDenied",
     "ResourceExhausted",
     "Unauthenticated",
     "Unavailable",
@@ -54,6 +56,10 @@ class InvalidArgument(CrishimError):
 
 
 class FailedPrecondition(CrishimError):
+    pass
+
+
+class PermissionDenied(CrishimError):
     pass
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from cri import config
+from errdefs import PermissionDenied
 
 HELP = "run the daemon"
 
@@ -33,7 +35,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(run=run)
 
 
+NOT_ROOT = ("the daemon must run as root: it mounts image layers with overlayfs, makes network namespaces "
+            "for pods and runs containers with runc (try: sudo crishim serve)")
+
+
 def run(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:
+        raise PermissionDenied(NOT_ROOT)
     # Imported here: the daemon pulls in the whole store, which client commands never need.
     from cri import daemon
 

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, cast
 import structlog
 import zstandard
 
-from errdefs import DataLoss, NotFound, Unavailable
+from errdefs import DataLoss, NotFound, PermissionDenied, Unavailable
 from snapshotters.apply import apply_tar
 from snapshotters.compression import HashingReader, decompressed
 from snapshotters.snapshotter import Kind, Snapshotter
@@ -102,6 +102,10 @@ class Unpacker:
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise Unavailable(f"layer {layer.digest}: no space left to unpack it: {exc.strerror}") from exc
+            if exc.errno in (errno.EPERM, errno.EACCES):
+                raise PermissionDenied(f"layer {layer.digest}: cannot unpack it: {exc.strerror}: {exc.filename} "
+                                       "(unpacking sets owners, device nodes and xattrs: it needs root with "
+                                       "CAP_CHOWN, CAP_MKNOD and CAP_SYS_ADMIN)") from exc
             raise
 
     def _decompress_and_apply(self, layer: Descriptor, diff_id: Digest, key: str, cancel: Cancellation) -> None:

@@ -34,6 +34,7 @@ class CrishimOptions:
     auth_fields: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> any [registry.auths] keys
     extra_args: list[str] = field(default_factory=list)
     extra_config: str = ""  # TOML appended to the config file, e.g. an [image] table
+    wrapper: list[str] = field(default_factory=list)  # runs the daemon, e.g. setpriv dropping a capability
 
 
 class Crishim:
@@ -58,7 +59,7 @@ class Crishim:
 
     def command(self) -> list[str | Path]:
         return [
-            python_executable(), "-m", "cri", "serve",
+            *self.options.wrapper, python_executable(), "-m", "cri", "serve",
             "--config", self.config_path, "--root", self.root, "--state", self.state,
             "--address", self.socket, "--metrics-address", f"127.0.0.1:{self.metrics_port}",
             "--log-level", "debug", *self.options.extra_args,

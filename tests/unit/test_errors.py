@@ -11,6 +11,7 @@ TABLE = [
     (errdefs.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (errdefs.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (errdefs.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (errdefs.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (errdefs.Unavailable, grpc.StatusCode.UNAVAILABLE),
     (errdefs.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (errdefs.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
@@ -41,6 +42,13 @@ def test_subclasses_map_like_their_base() -> None:
 @pytest.mark.parametrize("exc", [ValueError("secret"), errdefs.CrishimError("bare base"), KeyError("k")])
 def test_anything_else_is_internal_with_a_generic_message(exc: Exception) -> None:
     assert errors.status_of(exc) == (grpc.StatusCode.INTERNAL, errors.INTERNAL_MESSAGE)
+
+
+def test_the_os_refusing_is_permission_denied_with_its_cause() -> None:
+    exc = PermissionError(1, "Operation not permitted", "/var/lib/crishim/x")
+    code, message = errors.status_of(exc)
+    assert code is grpc.StatusCode.PERMISSION_DENIED
+    assert "Operation not permitted: /var/lib/crishim/x" in message
 
 
 def test_empty_message_falls_back_to_the_class_name() -> None:
