@@ -16,7 +16,8 @@ from tests.support.tools import binary
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 
-def push_layered_image(workdir: Path, registry: Registry, layers: int, files: int = 4, size: int = 256 << 10) -> str:
+def push_layered_image(workdir: Path, registry: Registry, layers: int, files: int = 4,
+                       size: int = 256 << 10) -> str:
     """An image of ``layers`` layers, each adding ``files`` files of random bytes; returns its reference."""
     path = workdir / f"layers-{layers}"
     (path / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)

@@ -1,88 +1,187 @@
-"""Pull + unpack, crishim against containerd 1.6, same images from the same local registry, same run.
+"""Pull + unpack, crishim against containerd 1.6's CRI, same images from one local registry, same run.
 
-    .venv/bin/python -m bench.pull_unpack [--runs 5]
+    .venv/bin/python -m bench.pull_unpack [--runs 5] [--tmpfs] [--keep-caches] [--hold SECONDS]
 
-Each run starts from an empty store on both sides (the image is removed, which
-collects its content and snapshots) and times ``crictl pull`` end to end. The
-report gives medians and the ratio crishim / containerd (lower is better for
-crishim), plus each daemon's peak resident memory.
+Images: busybox (the test suite's three-layer image), 60 layers of one file each, and the seed's
+Debian+nginx image (built and cached by the test fixtures under /var/cache/crishim-tests). Samples
+alternate between the daemons (crishim first on even runs, containerd first on odd ones) and every sample
+is cold: before it, the image is removed on both sides and both collectors have dropped its content and
+snapshots, then dirty pages are written back (``os.sync``) and, unless ``--keep-caches``, the page cache
+is dropped, so neither side pays for the other's writeback or reads the other's warm pages. A sample is
+``crictl pull`` end to end, crictl's start-up included on both sides.
+
+Both roots live on the same disk (``/var/tmp``), or on one tmpfs with ``--tmpfs``, which takes the disk
+out and shows the CPU side. The report gives medians, the spread, the ratio crishim / containerd (lower is
+better for crishim) and each daemon's peak resident memory while pulling each image. ``--hold SECONDS``
+keeps both daemons up afterwards and prints crictl command lines, to time a pull by hand
+(``time crictl pull``) as an independent check of the numbers.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import shlex
 import statistics
+import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.images import push_layered_image, push_seed_image
 from tests.support.containerd import Containerd, start_containerd
-from tests.support.daemon import Crishim, launch
+from tests.support.crictl import Crictl
+from tests.support.daemon import Crishim, CrishimOptions
 from tests.support.images import build_and_push
-from tests.support.registry import start_registry
+from tests.support.procs import wait_until
+from tests.support.registry import Registry, start_registry
 
-Pull = Callable[[str], None]
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+
+
+@dataclass
+class Side:
+    name: str
+    crictl: Crictl
+    pid: int
+    empty: Callable[[], bool]  # no image content and no snapshot left
+
+    def remove_all(self) -> None:
+        self.crictl.run("rmi", "--all", check=False)
+        wait_until(self.empty, timeout=60, what=f"{self.name} to collect every image")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--tmpfs", action="store_true", help="both daemons' roots on one tmpfs")
+    parser.add_argument("--keep-caches", action="store_true", help="sync only, keep the page cache")
+    parser.add_argument("--hold", type=float, default=0.0, help="keep both daemons up this long afterwards")
     parser.add_argument("--extra-image", action="append", default=[], help="another reference to measure")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="crishim-bench-", dir="/var/tmp") as tmp:
-        print(json.dumps(run_all(Path(tmp), args.runs, args.extra_image), indent=2))
+    with tempfile.TemporaryDirectory(prefix="crishim-bench-", dir="/var/tmp") as tmp, \
+            _roots(Path(tmp), args.tmpfs) as roots:
+        report = run_all(Path(tmp), roots, args)
+        print(json.dumps(report, indent=2))
 
 
-def run_all(work: Path, runs: int, extra: list[str]) -> dict[str, object]:
-    registry = start_registry(work / "registry")
-    daemons: list[Crishim | Containerd] = []
+@contextlib.contextmanager
+def _roots(work: Path, tmpfs: bool) -> Iterator[Path]:
+    roots = work / "roots"
+    roots.mkdir()
+    if not tmpfs:
+        yield roots
+        return
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4g", "crishim-bench", str(roots)], check=True)
     try:
-        images = {"busybox (3 layers)": build_and_push(work / "images", registry, registry)["oci"].ref,
-                  "60 layers": push_layered_image(work, registry, 60)}
-        seed = push_seed_image(registry)
-        if seed is None:
-            print("Debian+nginx image not built yet: run `make test` once (it caches it), then rerun")
-        else:
-            images["debian+nginx (seed)"] = seed
-        images.update({ref: ref for ref in extra})
-        crishim = launch(work / "crishim", [registry.host])
-        daemons.append(crishim)
-        containerd = start_containerd(work / "containerd", [registry.host])
-        daemons.append(containerd)
-        results: dict[str, object] = {name: compare(ref, runs, crishim, containerd) for name, ref in images.items()}
-        results["peak_rss_mib"] = {"crishim": peak_rss(crishim.process.pid),  # type: ignore[union-attr]
-                                   "containerd": peak_rss(containerd.process.pid)}
+        yield roots
+    finally:
+        subprocess.run(["umount", "-l", str(roots)], check=False)
+
+
+def run_all(work: Path, roots: Path, args: argparse.Namespace) -> dict[str, object]:
+    registry = start_registry(work / "registry")
+    crishim: Crishim | None = None
+    containerd: Containerd | None = None
+    try:
+        images = _push_images(work, registry)
+        images.update({ref: ref for ref in args.extra_image})
+        crishim = Crishim(roots / "crishim", CrishimOptions([registry.host], extra_args=["--log-level", "info"]))
+        crishim.start()
+        containerd = start_containerd(roots / "containerd", [registry.host], log_level="info")
+        sides = [_crishim_side(crishim), _containerd_side(containerd)]
+        drop = not args.keep_caches and os.access(DROP_CACHES, os.W_OK)
+        results: dict[str, object] = {"roots": "tmpfs" if args.tmpfs else "disk (/var/tmp)",
+                                      "page_cache_dropped": drop}
+        for name, ref in images.items():
+            results[name] = compare(ref, args.runs, sides, drop)
+        if args.hold:
+            _hold(sides, images, args.hold)
         return results
     finally:
-        for daemon in daemons:
-            daemon.cleanup() if isinstance(daemon, Crishim) else daemon.stop()
+        if crishim is not None:
+            crishim.cleanup()
+        if containerd is not None:
+            containerd.stop()
         registry.stop()
 
 
-def compare(ref: str, runs: int, crishim: Crishim, containerd: Containerd) -> dict[str, float]:
-    mine = timed(runs, lambda: crishim.crictl("pull", ref), lambda: crishim.crictl("rmi", ref))
-    theirs = timed(runs, lambda: containerd.crictl("pull", ref), containerd.reset)
-    return {"crishim_s": round(mine, 3), "containerd_s": round(theirs, 3), "ratio": round(mine / theirs, 2)}
+def _push_images(work: Path, registry: Registry) -> dict[str, str]:
+    images = {"busybox": build_and_push(work / "images", registry, registry)["oci"].ref,
+              "60 one-file layers": push_layered_image(work, registry, 60, files=1)}
+    seed = push_seed_image(registry)
+    if seed is None:
+        print("Debian+nginx image not built yet: run its tests once (they cache it), then rerun")
+    else:
+        images["debian+nginx (seed)"] = seed
+    return images
 
 
-def timed(runs: int, action: Callable[[], object], reset: Callable[[], object]) -> float:
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        action()
-        samples.append(time.perf_counter() - start)
-        reset()
-    return statistics.median(samples)
+def _crishim_side(daemon: Crishim) -> Side:
+    assert daemon.process is not None
+    return Side("crishim", daemon.crictl_client, daemon.process.pid, lambda: _empty(daemon.root, daemon.blobs()))
 
 
-def peak_rss(pid: int) -> float:
+def _containerd_side(daemon: Containerd) -> Side:
+    return Side("containerd", daemon.crictl_client, daemon.process.pid, lambda: _empty(daemon.root, daemon.blobs()))
+
+
+def _empty(root: Path, blobs: set[str]) -> bool:
+    folder = root / "io.containerd.snapshotter.v1.overlayfs" / "snapshots"
+    return not blobs and not (folder.exists() and any(folder.iterdir()))
+
+
+def compare(ref: str, runs: int, sides: list[Side], drop: bool) -> dict[str, object]:
+    samples: dict[str, list[float]] = {side.name: [] for side in sides}
+    for side in sides:
+        _reset_peak_rss(side.pid)
+    for run in range(runs):
+        order = sides if run % 2 == 0 else sides[::-1]
+        for side in order:
+            for each in sides:
+                each.remove_all()
+            _flush(drop)
+            start = time.perf_counter()
+            side.crictl.run("pull", ref)
+            samples[side.name].append(time.perf_counter() - start)
+    mine, theirs = (statistics.median(samples[s.name]) for s in sides)
+    return {
+        "crishim_s": round(mine, 3), "containerd_s": round(theirs, 3), "ratio": round(mine / theirs, 2),
+        "spread_s": {name: [round(min(v), 3), round(max(v), 3)] for name, v in samples.items()},
+        "peak_rss_mib": {side.name: _peak_rss(side.pid) for side in sides},
+    }
+
+
+def _flush(drop: bool) -> None:
+    os.sync()
+    if drop:
+        DROP_CACHES.write_text("3\n")
+
+
+def _reset_peak_rss(pid: int) -> None:
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/clear_refs").write_text("5\n")
+
+
+def _peak_rss(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return round(int(line.split()[1]) / 1024, 1)
     return 0.0
+
+
+def _hold(sides: list[Side], images: dict[str, str], seconds: float) -> None:
+    for side in sides:
+        print(f"# {side.name}")
+        for ref in images.values():
+            print("time " + shlex.join(side.crictl.command("pull", ref)))
+            print(shlex.join(side.crictl.command("rmi", ref)))
+    print(f"# holding both daemons for {seconds:.0f} s", flush=True)
+    time.sleep(seconds)
 
 
 if __name__ == "__main__":
