@@ -620,16 +620,16 @@ def _seccomp(sc: api_pb2.LinuxContainerSecurityContext, caps: list[str], host: H
 
 
 def _legacy_seccomp(path: str) -> api_pb2.SecurityProfile | None:
-    kinds = api_pb2.SecurityProfile.ProfileType
     if not path:
         return None
     if path in SECCOMP_RUNTIME_DEFAULT:
-        return api_pb2.SecurityProfile(profile_type=kinds.Value("RuntimeDefault"))
+        return api_pb2.SecurityProfile(profile_type=api_pb2.SecurityProfile.RuntimeDefault)
     if path == SECCOMP_UNCONFINED:
-        return api_pb2.SecurityProfile(profile_type=kinds.Value("Unconfined"))
+        return api_pb2.SecurityProfile(profile_type=api_pb2.SecurityProfile.Unconfined)
     if not path.startswith(LOCALHOST_PREFIX):
         raise errdefs.InvalidArgument(f"invalid seccomp profile {path!r}")
-    return api_pb2.SecurityProfile(profile_type=kinds.Value("Localhost"), localhost_ref=path[len(LOCALHOST_PREFIX):])
+    return api_pb2.SecurityProfile(profile_type=api_pb2.SecurityProfile.Localhost,
+                                   localhost_ref=path[len(LOCALHOST_PREFIX):])
 
 
 # --- devices ---------------------------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 LABELS = ("container", "id", "image", "name", "namespace", "pod")
 INTERFACE_LABELS = (*LABELS, "interface")
 POD_CONTAINER = "POD"
-GAUGE = api_pb2.MetricType.Value("GAUGE")
-COUNTER = api_pb2.MetricType.Value("COUNTER")
+GAUGE = api_pb2.MetricType.GAUGE
+COUNTER = api_pb2.MetricType.COUNTER
 
 
 @dataclass(frozen=True, slots=True)

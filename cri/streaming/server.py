@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import socket
 import ssl
 import threading
@@ -49,7 +50,8 @@ _MAX_CONNECTIONS = 4096
 _PROTOCOL_HEADER = "x-stream-protocol-version"
 _COMPLETED, _FAILED, _REJECTED = "completed", "failed", "rejected"
 
-Request = api_pb2.ExecRequest | api_pb2.AttachRequest | api_pb2.PortForwardRequest
+CommandRequest = api_pb2.ExecRequest | api_pb2.AttachRequest
+Request = CommandRequest | api_pb2.PortForwardRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +106,7 @@ class StreamServer:
     def _url(self, kind: str, request: Request) -> str:
         if not self.base_url:
             raise Unavailable("the streaming server is not running")
-        copy = type(request)()
-        copy.CopyFrom(request)
-        return f"{self.base_url}/{kind}/{self._tokens.insert(copy)}"
+        return f"{self.base_url}/{kind}/{self._tokens.insert(copy.deepcopy(request))}"
 
     # --- lifecycle --------------------------------------------------------------------------------------
 
@@ -290,7 +290,7 @@ class StreamServer:
         await transport.finish(status)
         return _FAILED if status.reason == "InternalError" else _COMPLETED
 
-    async def _session(self, request: Request, transport: remotecommand.Transport) -> StreamStatus:
+    async def _session(self, request: CommandRequest, transport: remotecommand.Transport) -> StreamStatus:
         if isinstance(request, api_pb2.ExecRequest):
             code = await self._backend.exec(request.container_id, list(request.cmd), transport.session)
             return StreamStatus.success() if code == 0 else StreamStatus.exit_code(code, list(request.cmd))
@@ -298,7 +298,7 @@ class StreamServer:
         return StreamStatus.success()
 
 
-async def _session_status(request: Request, run: Callable[[], Awaitable[StreamStatus]]) -> StreamStatus:
+async def _session_status(request: CommandRequest, run: Callable[[], Awaitable[StreamStatus]]) -> StreamStatus:
     try:
         return await run()
     except CrishimError as exc:
