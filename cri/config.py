@@ -24,6 +24,16 @@ Every key, with its default::
     idle_timeout = 14400                  # seconds a session may idle (containerd: stream_idle_timeout)
     creation_timeout = 30                 # seconds a client gets to open its streams
 
+    default_runtime = "runc"              # the handler of pods that name none
+
+    [runtimes.runc]                       # one table per runtime handler (RuntimeClass handler name);
+    binary = "runc"                       # tables given replace the built-in runc and crun (if installed)
+    root = ""                             # its --root; "" means <state>/<name>
+    optional = false                      # true: left out quietly when the binary is not installed
+    [runtimes.runc.features]              # upper bounds: a feature is reported only when its probe passes
+    recursive_read_only_mounts = true
+    user_namespaces = true
+
     [registry]
     config_path = "/etc/crishim/certs.d"  # containerd's hosts.toml layout
 
@@ -58,6 +68,8 @@ __all__ = [
     "ImageSettings",
     "RegistryAuth",
     "RegistryConfig",
+    "RuntimeFeatureSettings",
+    "RuntimeSettings",
     "StreamSettings",
     "from_dict",
     "load",
@@ -136,6 +148,27 @@ class StreamSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RuntimeFeatureSettings:
+    recursive_read_only_mounts: bool = True
+    user_namespaces: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeSettings:
+    """One runtime handler: an OCI runtime with runc's command line (runc, crun)."""
+
+    binary: str = "runc"
+    root: str = ""
+    features: RuntimeFeatureSettings = field(default_factory=RuntimeFeatureSettings)
+    # A built-in handler is left out quietly when its binary is not installed; a configured one is reported.
+    optional: bool = False
+
+
+def _default_runtimes() -> Mapping[str, RuntimeSettings]:
+    return types.MappingProxyType({"runc": RuntimeSettings("runc"), "crun": RuntimeSettings("crun", optional=True)})
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     root: Path = Path("/var/lib/crishim")
     state: Path = Path("/run/crishim")
@@ -149,6 +182,8 @@ class Config:
     image: ImageSettings = field(default_factory=ImageSettings)
     stream: StreamSettings = field(default_factory=StreamSettings)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    default_runtime: str = "runc"
+    runtimes: Mapping[str, RuntimeSettings] = field(default_factory=_default_runtimes)
 
     def __post_init__(self) -> None:
         for name in ("root", "state"):
@@ -158,6 +193,10 @@ class Config:
             raise InvalidArgument(f"config: log_level must be one of {', '.join(LOG_LEVELS)}")
         if self.metrics_address:
             split_host_port(self.metrics_address, key="metrics_address")
+        if self.default_runtime not in self.runtimes:
+            raise InvalidArgument(f"config: default_runtime {self.default_runtime!r} has no [runtimes] table")
+        if any(not name or not settings.binary for name, settings in self.runtimes.items()):
+            raise InvalidArgument("config: every [runtimes.NAME] needs a name and a binary")
         if len(bytes(self.socket)) > _MAX_SOCKET_PATH:
             raise InvalidArgument(f"config: address {str(self.socket)!r} is longer than a unix socket allows")
 

@@ -29,6 +29,7 @@ from runtime import namespaces
 from runtime import spec as oci_spec
 from runtime.events import Event, EventBus
 from runtime.exits import ExitWatcher
+from runtime.handlers import Handler, Handlers
 from runtime.lifecycle import container_lifecycle
 from runtime.namespaces import PodNamespaces
 from runtime.oci import OCIRuntime
@@ -71,8 +72,10 @@ def container_name(meta: api_pb2.ContainerMetadata, pod: api_pb2.PodSandboxMetad
 
 class ContainerManager:
     def __init__(self, db: MetadataDB, namespace: str, oci: OCIRuntime, snapshotter: Snapshotter,
-                 snapshotter_name: str, images: Callable[[str], ImageInfo], events: EventBus) -> None:
+                 snapshotter_name: str, images: Callable[[str], ImageInfo], events: EventBus,
+                 handlers: Handlers) -> None:
         self._db = db
+        self._handlers = handlers
         self._namespace = namespace
         self._oci = oci
         self._sn = snapshotter
@@ -116,6 +119,7 @@ class ContainerManager:
         if not config.metadata.name:
             raise InvalidArgument("container metadata needs a name")
         image = self._images(config.image.image)
+        handler = self._handlers.get(sandbox.runtime_handler)
         container_id = secrets.token_hex(32)
         sandbox_config = sandbox.config
         bundle = self._oci.bundle_dir(self._namespace, container_id)
@@ -139,7 +143,7 @@ class ContainerManager:
             undo.callback(quietly, self._sn.remove, container_id)
             undo.callback(quietly, unmount, rootfs, True)
             mount_all(mounts, rootfs)
-            spec = oci_spec.container_spec(self._spec_inputs(record, sandbox, config, image, rootfs))
+            spec = oci_spec.container_spec(self._spec_inputs(record, sandbox, config, image, rootfs, handler))
             (bundle / "config.json").write_text(json.dumps(spec))
             record = record.replace(user=process_user(spec), resources_b64=encode(cri_resources(spec)))
             if log_path is not None:
@@ -148,7 +152,7 @@ class ContainerManager:
             # step must not leave them running (delete of a container never created is no error).
             undo.callback(quietly, self._oci.delete, container_id, True)
             pid = self._oci.create(container_id, bundle, output, tty=config.tty, stdin=config.stdin,
-                                   stdin_once=config.stdin_once)
+                                   stdin_once=config.stdin_once, runtime=handler.name)
             created = self._lifecycle.transition(container_id, {ContainerState.CREATED}, ContainerState.CREATED,
                                                  pid=pid, user=record.user, resources_b64=record.resources_b64)
             if created is None:
@@ -319,7 +323,7 @@ class ContainerManager:
             self._publish(new, "stopped")
 
     def _spec_inputs(self, record: ContainerRecord, sandbox: SandboxRecord, config: api_pb2.ContainerConfig,
-                     image: ImageInfo, rootfs: Path) -> oci_spec.SpecInputs:
+                     image: ImageInfo, rootfs: Path, handler: Handler) -> oci_spec.SpecInputs:
         sandbox_config = sandbox.config
         return oci_spec.SpecInputs(
             container_id=record.id, sandbox_id=sandbox.id, config=config, sandbox_config=sandbox_config,
@@ -332,6 +336,7 @@ class ContainerManager:
             files=files_of(Path(sandbox.files_dir)),
             image_name=image.repo_tags[0] if image.repo_tags else config.image.image,
             namespace=self._namespace,
+            handler=handler.features,
             # As containerd's restrict_oom_score_adj: a runtime without CAP_SYS_RESOURCE cannot lower it.
             restrict_oom_score_adj=True)
 

@@ -13,6 +13,7 @@ made after a restart on the same state dir sees the containers the previous one 
           conmon.pid                                    conmon's pid
           pid                                           the container's init pid on the host, as runc wrote it
           runc-create.log                               runc create's JSON log: its error when create fails
+          runtime                                       the name of the runtime (handler) that runs it
           bundle -> <bundle>, log -> <log path>         where they are, for reopen_log after a restart
       exits/<id>                                        conmon's exit file: the exit code in decimal; its
                                                         mtime is when the container exited
@@ -97,6 +98,8 @@ class OCIRuntime:
         state_dir: Path,
         *,
         runc: str = "runc",
+        runtimes: Mapping[str, Runc] | None = None,
+        default_runtime: str = "runc",
         conmon: str = "conmon",
         log_level: str = "info",
         create_timeout: float = 60.0,
@@ -104,7 +107,11 @@ class OCIRuntime:
     ) -> None:
         self.state_dir = Path(state_dir)
         self.conmon_binary = _executable(conmon)
-        self.runc = Runc(_executable(runc), self.state_dir / "runc", timeout=runc_timeout)
+        # By runtime handler name; each has a --root of its own, so one never sees another's containers.
+        self._runtimes = dict(runtimes) if runtimes is not None else {
+            default_runtime: Runc(_executable(runc), self.state_dir / "runc", timeout=runc_timeout)}
+        self._default_name = default_runtime
+        self.runc = self._runtimes[default_runtime]
         self.log_level = log_level
         self.create_timeout = create_timeout
 
@@ -134,27 +141,29 @@ class OCIRuntime:
 
     def create(
         self, container_id: str, bundle: Path, log_path: Path, *,
-        tty: bool = False, stdin: bool = False, stdin_once: bool = False,
+        tty: bool = False, stdin: bool = False, stdin_once: bool = False, runtime: str = "",
     ) -> int:
-        """Create the container under a new conmon; returns its init pid. On failure nothing is left behind."""
+        """Create the container under a new conmon with the named runtime (the default when ""); returns its
+        init pid. On failure nothing is left behind."""
         files = self._files(container_id)
-        self._refuse_existing(container_id)
+        runc = self._named(runtime)
+        self._refuse_existing(runc, container_id)
         with contextlib.ExitStack() as undo:
             # Undo runs last in, first out: stop conmon, then remove runc's state, then our files.
             undo.callback(quietly, self._forget, files)
-            self._prepare(files, Path(bundle).resolve(), Path(log_path))
+            self._prepare(files, Path(bundle).resolve(), Path(log_path), runtime or self._default_name)
             undo.callback(quietly, self._force_delete, container_id)
             # No grace: by the time create fails, conmon has said all it will.
             undo.callback(quietly, self._stop_conmon, container_id, 0.0)
-            pid = self._spawn(files, container_id, tty=tty, stdin=stdin, stdin_once=stdin_once)
+            pid = self._spawn(runc, files, container_id, tty=tty, stdin=stdin, stdin_once=stdin_once)
             undo.pop_all()
         return pid
 
     def start(self, container_id: str) -> None:
-        self.runc.start(_checked(container_id))
+        self._runc(container_id).start(_checked(container_id))
 
     def state(self, container_id: str) -> RuntimeState:
-        return self.runc.state(_checked(container_id))
+        return self._runc(container_id).state(_checked(container_id))
 
     def exit_status(self, container_id: str) -> ExitStatus | None:
         """The exit code and time conmon recorded; None while the container has not exited."""
@@ -205,25 +214,25 @@ class OCIRuntime:
 
     def _unsupervised(self, container_id: str) -> CrishimError:
         # Known to runc but without conmon (killed, say): it may run on, but no exit code will ever be written.
-        state = self.runc.state(container_id)  # NotFound when runc does not know it either
+        state = self._runc(container_id).state(container_id)  # NotFound when runc does not know it either
         return FailedPrecondition(f"container {container_id} is {state.status} but no conmon supervises it")
 
     def kill(self, container_id: str, sig: int, all: bool = False) -> None:
         """Signal the container's init (or, with all, every process in it); NotFound once it has exited."""
-        self.runc.kill(_checked(container_id), sig, all=all)
+        self._runc(container_id).kill(_checked(container_id), sig, all=all)
 
     def delete(self, container_id: str, force: bool = False) -> None:
         """Remove the container: runc's state, conmon and its files. Deleting twice is no error."""
         files = self._files(container_id)
         with contextlib.suppress(NotFound):
-            self.runc.delete(container_id, force=force)
+            self._runc(container_id).delete(container_id, force=force)
         self._stop_conmon(container_id, 5.0)
         self._forget(files)
 
     def update(self, container_id: str, resources: Mapping[str, object] | str) -> None:
         """Apply OCI ``linux.resources`` (a mapping or its JSON) to the running container."""
         document = resources if isinstance(resources, str) else json.dumps(resources)
-        self.runc.update(_checked(container_id), document.encode())
+        self._runc(container_id).update(_checked(container_id), document.encode())
 
     def reopen_log(self, container_id: str, timeout: float = 5.0) -> None:
         """Make conmon write to a fresh file at the log path (after the old one was moved away, say)."""
@@ -270,7 +279,7 @@ class OCIRuntime:
                    stderr: bool, size: tuple[int, int] | None = None) -> exec_process.ExecProcess:
         """Start argv in the container for a streaming session; the caller owns the returned process."""
         process = self._process_spec(container_id, argv, None, None, None)
-        return exec_process.start(self.runc, container_id, process, self.state_dir / "exec", tty=tty,
+        return exec_process.start(self._runc(container_id), container_id, process, self.state_dir / "exec", tty=tty,
                                   stdin=stdin, stdout=stdout, stderr=stderr, size=size)
 
     def sweep_execs(self) -> list[str]:
@@ -288,10 +297,11 @@ class OCIRuntime:
         return _exec_process(spec.get("process", {}), list(argv), env, cwd, user)
 
     def _exec(self, container_id: str, workdir: Path, timeout: float | None) -> ExecResult:
+        runc = self._runc(container_id)
         args = conmon.ConmonExecArgs(
             conmon=self.conmon_binary,
-            runtime=self.runc.binary,
-            runtime_args=(f"--root={self.runc.root}", f"--log={workdir / 'runc.log'}", "--log-format=json"),
+            runtime=runc.binary,
+            runtime_args=(f"--root={runc.root}", f"--log={workdir / 'runc.log'}", "--log-format=json"),
             container_id=container_id,
             exec_id=workdir.name,
             process_spec=workdir / "process.json",
@@ -328,26 +338,42 @@ class OCIRuntime:
 
     # --- create helpers ----------------------------------------------------------------------------------
 
-    def _refuse_existing(self, container_id: str) -> None:
+    def _named(self, runtime: str) -> Runc:
         try:
-            self.runc.state(container_id)
+            return self._runtimes[runtime or self._default_name]
+        except KeyError:
+            raise NotFound(f"runtime {runtime!r}: not configured") from None
+
+    def _runc(self, container_id: str) -> Runc:
+        """The runtime a container was created with; the default for one created before runtimes were named."""
+        try:
+            name = (self._files(container_id).folder / "runtime").read_text()
+        except FileNotFoundError:
+            return self.runc
+        return self._runtimes.get(name, self.runc)
+
+    def _refuse_existing(self, runc: Runc, container_id: str) -> None:
+        try:
+            runc.state(container_id)
         except NotFound:
             return
         raise AlreadyExists(f"container {container_id} already exists")
 
-    def _prepare(self, files: _Files, bundle: Path, log_path: Path) -> None:
+    def _prepare(self, files: _Files, bundle: Path, log_path: Path, runtime: str) -> None:
         # Leftovers of an earlier container with this id (runc has none, checked above) would mislead us.
         self._forget(files)
         for folder in (files.folder, files.exit_file.parent, files.attach_link.parent, log_path.parent):
             folder.mkdir(parents=True, exist_ok=True)
+        (files.folder / "runtime").write_text(runtime)
         files.bundle.symlink_to(bundle)
         files.log.symlink_to(log_path.absolute())
 
-    def _spawn(self, files: _Files, container_id: str, *, tty: bool, stdin: bool, stdin_once: bool) -> int:
+    def _spawn(self, runc: Runc, files: _Files, container_id: str, *, tty: bool, stdin: bool,
+               stdin_once: bool) -> int:
         args = conmon.ConmonArgs(
             conmon=self.conmon_binary,
-            runtime=self.runc.binary,
-            runtime_args=(f"--root={self.runc.root}", f"--log={files.runc_log}", "--log-format=json"),
+            runtime=runc.binary,
+            runtime_args=(f"--root={runc.root}", f"--log={files.runc_log}", "--log-format=json"),
             container_id=container_id,
             bundle=Path(os.readlink(files.bundle)),
             container_pidfile=files.container_pid,
@@ -381,7 +407,7 @@ class OCIRuntime:
 
     def _force_delete(self, container_id: str) -> None:
         with contextlib.suppress(NotFound):
-            self.runc.delete(container_id, force=True)
+            self._runc(container_id).delete(container_id, force=True)
 
     def _forget(self, files: _Files) -> None:
         shutil.rmtree(files.folder, ignore_errors=True)

@@ -20,10 +20,10 @@ from pathlib import Path
 import structlog
 
 from cri.api.runtime.v1 import api_pb2
-from errdefs import InvalidArgument, NotFound
+from errdefs import FailedPrecondition, InvalidArgument, NotFound
 from runtime import lsm, namespaces
 from runtime.cni import CNI, PodRef, PortMapping
-from runtime.features import HANDLERS
+from runtime.handlers import Handlers
 from runtime.lifecycle import sandbox_lifecycle
 from runtime.podfiles import remove_pod_files, write_pod_files
 from runtime.records import KIND_SANDBOX, SandboxRecord, SandboxState, encode
@@ -52,8 +52,9 @@ class _Modes:
 
 
 class PodManager:
-    def __init__(self, db: MetadataDB, namespace: str, state: Path, cni: CNI) -> None:
+    def __init__(self, db: MetadataDB, namespace: str, state: Path, cni: CNI, handlers: Handlers) -> None:
         self._db = db
+        self._handlers = handlers
         self._namespace = namespace
         self._state = state
         self._cni = cni
@@ -88,9 +89,8 @@ class PodManager:
         meta = config.metadata
         if not (meta.name and meta.namespace and meta.uid):
             raise InvalidArgument("pod sandbox metadata needs a name, a namespace and a uid")
-        if runtime_handler not in HANDLERS:
-            raise NotFound(f"runtime handler {runtime_handler!r}: not found (crishim has only runc)")
-        _refuse_user_namespace(config)
+        handler = self._handlers.get(runtime_handler)
+        _refuse_user_namespace(config, handler.features.user_namespaces)
         lsm.check_selinux(config.linux.security_context.selinux_options, "the pod")
         lsm.check_pod_apparmor(config.linux.security_context)
         sandbox_id = secrets.token_hex(32)
@@ -203,11 +203,12 @@ def _modes(config: api_pb2.PodSandboxConfig) -> _Modes:
     return _Modes(options.network == NODE, options.ipc == NODE, options.pid)
 
 
-def _refuse_user_namespace(config: api_pb2.PodSandboxConfig) -> None:
-    # Status reports no user namespace support: a pod asking for one must not run without it.
+def _refuse_user_namespace(config: api_pb2.PodSandboxConfig, supported: bool) -> None:
+    # A pod asking for a user namespace its handler cannot give must not run without one.
     options = config.linux.security_context.namespace_options
-    if options.HasField("userns_options") and options.userns_options.mode == POD:
-        raise InvalidArgument("user namespaces are not supported: the runtime handler reports user_namespaces false")
+    if options.HasField("userns_options") and options.userns_options.mode == POD and not supported:
+        raise FailedPrecondition("user namespaces are not supported: the runtime handler reports user_namespaces "
+                                 "false")
 
 
 def _pinned_kinds(modes: _Modes) -> set[str]:

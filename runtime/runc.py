@@ -24,10 +24,10 @@ __all__ = ["Runc", "RuncError", "RuntimeState", "Status", "child_env", "error_fo
 # runc answers in well under a second; a minute means it is stuck (a frozen cgroup, a hung mount).
 DEFAULT_TIMEOUT = 60.0
 
-# runc 1.1's messages, matched as substrings, for the errors a caller must be able to tell apart.
-_NOT_FOUND = ("container does not exist",)
-_ALREADY_EXISTS = ("container with id exists", "container with given id already exists")
-_NOT_RUNNING = ("container not running",)
+# runc 1.1's and crun 1.8's messages, matched as substrings, for the errors a caller must tell apart.
+_NOT_FOUND = ("container does not exist", "/status`: no such file or directory", "cannot open directory '")
+_ALREADY_EXISTS = ("container with id exists", "container with given id already exists", "already exists")
+_NOT_RUNNING = ("container not running", "kill container: no such process")
 
 
 # The environment runc gets, directly or through conmon: only what it needs, not the daemon's.
@@ -141,4 +141,5 @@ class Runc:
         self.run(container_id, ["delete", *(["--force"] if force else []), container_id])
 
     def update(self, container_id: str, resources: bytes) -> None:
-        self.run(container_id, ["update", "--resources", "-", container_id], stdin=resources)
+        # A path, not "-": crun reads the resources from a file only.
+        self.run(container_id, ["update", "--resources", "/dev/stdin", container_id], stdin=resources)

@@ -26,6 +26,7 @@ from typing import Any
 import errdefs
 from cri.api.runtime.v1 import api_pb2
 from runtime import lsm, seccomp
+from runtime.features import HandlerFeatures
 from runtime.namespaces import PodNamespaces
 from runtime.podfiles import PodFiles
 from runtime.user import ResolvedUser
@@ -151,6 +152,7 @@ class SpecInputs:
     restrict_oom_score_adj: bool = False  # never ask for a lower oom_score_adj than the runtime's own
     namespace: str = DEFAULT_NAMESPACE  # containerd namespace, for the default cgroups path
     host: HostFacts | None = None  # probed when None
+    handler: HandlerFeatures = field(default_factory=HandlerFeatures)  # what the pod's runtime handler can do
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,7 @@ class _Bind:
     destination: str
     readonly: bool = False
     propagation: int = 0
+    recursive_read_only: bool = False
 
 
 def container_spec(inputs: SpecInputs) -> dict[str, Any]:
@@ -301,7 +304,7 @@ def _cap_name(name: str) -> str:
 
 
 def _mounts(inputs: SpecInputs, host: HostFacts, privileged: bool) -> tuple[list[dict[str, Any]], str | None]:
-    requested = [_cri_bind(m) for m in inputs.config.mounts]
+    requested = [_cri_bind(m, inputs.handler) for m in inputs.config.mounts]
     taken = {posixpath.normpath(b.destination) for b in requested}
     binds = requested + [b for b in _pod_binds(inputs) if posixpath.normpath(b.destination) not in taken]
     # Fewer path components first, so that /a is mounted before /a/b rather than over it.
@@ -338,11 +341,11 @@ def _mount(destination: str, mount_type: str, source: str, options: list[str]) -
     return {"destination": destination, "type": mount_type, "source": source, "options": options}
 
 
-def _cri_bind(mount: api_pb2.Mount) -> _Bind:
+def _cri_bind(mount: api_pb2.Mount, handler: HandlerFeatures) -> _Bind:
     if mount.image.image or mount.image_sub_path:
         raise errdefs.InvalidArgument(f"mount {mount.container_path!r}: image volume mounts are not supported")
     if mount.recursive_read_only:
-        raise errdefs.InvalidArgument(f"mount {mount.container_path!r}: recursive read-only mounts are not supported")
+        _check_recursive_read_only(mount, handler)
     if len(mount.uidMappings) or len(mount.gidMappings):
         raise errdefs.InvalidArgument(f"mount {mount.container_path!r}: id-mapped mounts are not supported")
     if not mount.container_path.startswith("/"):
@@ -350,7 +353,20 @@ def _cri_bind(mount: api_pb2.Mount) -> _Bind:
     if not mount.host_path.startswith("/"):
         raise errdefs.InvalidArgument(
             f"mount host path {mount.host_path!r} (for {mount.container_path!r}) is not absolute")
-    return _Bind(mount.host_path, mount.container_path, bool(mount.readonly), int(mount.propagation))
+    return _Bind(mount.host_path, mount.container_path, bool(mount.readonly), int(mount.propagation),
+                 bool(mount.recursive_read_only))
+
+
+def _check_recursive_read_only(mount: api_pb2.Mount, handler: HandlerFeatures) -> None:
+    # containerd's and kubelet's rules: rro is read-only all the way down, which propagation would undo.
+    where = f"mount {mount.container_path!r}"
+    if not mount.readonly:
+        raise errdefs.FailedPrecondition(f"{where}: a recursive read-only mount must be read-only")
+    if mount.propagation != api_pb2.MountPropagation.PROPAGATION_PRIVATE:
+        raise errdefs.FailedPrecondition(f"{where}: a recursive read-only mount needs private propagation")
+    if not handler.recursive_read_only_mounts:
+        raise errdefs.FailedPrecondition(
+            f"{where}: recursive read-only mounts are not supported by the runtime handler on this host")
 
 
 def _pod_binds(inputs: SpecInputs) -> list[_Bind]:
@@ -383,6 +399,8 @@ def _bind_mount(bind: _Bind, host: HostFacts, rootfs_propagation: str | None) ->
     options.append(mode)
     # Unlike docker, a read-only rootfs does not make the other mounts read-only.
     options.append("ro" if bind.readonly else "rw")
+    if bind.recursive_read_only:
+        options.append("rro")  # mount_setattr(AT_RECURSIVE) by the runtime: submounts too
     return _mount(bind.destination, "bind", source, options), rootfs_propagation
 
 

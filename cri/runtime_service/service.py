@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from cri.api.runtime.v1 import api_pb2_grpc
@@ -41,6 +42,8 @@ from errdefs import NotFound
 from runtime.cni import CNI
 from runtime.containers import ContainerManager, ImageInfo
 from runtime.events import EventBus
+from runtime.features import HandlerFeatures
+from runtime.handlers import HandlerSpec, probe_handlers
 from runtime.oci import OCIRuntime
 from runtime.pods import PodManager
 from runtime.stats import CpuRates
@@ -53,10 +56,11 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self.events = EventBus()
         self.cni = CNI(config.cni_conf_dir, config.root / "io.containerd.grpc.v1.cri" / "cni-results",
                        config.cni_bin_dirs)
-        self.oci = OCIRuntime(config.state)
-        self.pods = PodManager(images.db, CRI_NAMESPACE, config.state, self.cni)
+        self.handlers = probe_handlers(_handler_specs(config), config.default_runtime, config.state)
+        self.oci = OCIRuntime(config.state, runtimes=self.handlers.runtimes(), default_runtime=config.default_runtime)
+        self.pods = PodManager(images.db, CRI_NAMESPACE, config.state, self.cni, self.handlers)
         self.containers = ContainerManager(images.db, CRI_NAMESPACE, self.oci, images.snapshotter,
-                                           images.snapshotter_name, self.images, self.events)
+                                           images.snapshotter_name, self.images, self.events, self.handlers)
         self.containers.watch_exits()
         self.pods.recover()
         self.pods.stop_containers = self.containers.stop_all
@@ -170,3 +174,13 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
 
 def _info(image: CRIImage) -> ImageInfo:
     return ImageInfo(image.id, image.chain_id, image.config.raw, image.repo_tags, image.repo_digests)
+
+
+def _handler_specs(config: Config) -> list[HandlerSpec]:
+    specs = []
+    for name, settings in config.runtimes.items():
+        allowed = settings.features
+        specs.append(HandlerSpec(
+            name, settings.binary, Path(settings.root) if settings.root else config.state / name,
+            HandlerFeatures(allowed.recursive_read_only_mounts, allowed.user_namespaces), optional=settings.optional))
+    return specs

@@ -31,17 +31,17 @@ def status(svc: RuntimeService, request: api_pb2.StatusRequest) -> api_pb2.Statu
                                  message="" if network.ready else f"cni plugin not initialized: {network.reason}"),
     ]
     response = api_pb2.StatusResponse(status=api_pb2.RuntimeStatus(conditions=conditions),
-                                      runtime_handlers=_handlers(), features=_features())
+                                      runtime_handlers=_handlers(svc), features=_features())
     if request.verbose:
         response.info.update(_info(svc, network.reason or "OK"))
     return response
 
 
-def _handlers() -> list[api_pb2.RuntimeHandler]:
+def _handlers(svc: RuntimeService) -> list[api_pb2.RuntimeHandler]:
     return [api_pb2.RuntimeHandler(name=name, features=api_pb2.RuntimeHandlerFeatures(
                 recursive_read_only_mounts=handler.recursive_read_only_mounts,
                 user_namespaces=handler.user_namespaces))
-            for name, handler in features.HANDLERS.items()]
+            for name, handler in svc.handlers.reported()]
 
 
 def _features() -> api_pb2.RuntimeFeatures:

@@ -79,11 +79,13 @@ class CriEnv:
     def pull(self) -> None:
         self.crictl("pull", self.image.ref)
 
-    def runp(self, config: dict[str, Any] | None = None, check: bool = True) -> str:
-        """Run a pod (a fresh one with a log directory unless a config is given); returns its id."""
+    def runp(self, config: dict[str, Any] | None = None, check: bool = True, runtime: str = "") -> str:
+        """Run a pod (a fresh one with a log directory unless a config is given) with the runtime handler
+        named (the default when ""); returns its id."""
         config = config if config is not None else self.pod(None)
         path = write_json(self.configs, config, f"pod-{config['metadata']['name']}")
-        proc = self.crictl("runp", str(path), check=check)
+        handler = ["--runtime", runtime] if runtime else []
+        proc = self.crictl("runp", *handler, str(path), check=check)
         if proc.returncode:
             return ""
         pod_id = proc.stdout.strip()
@@ -182,7 +184,7 @@ class CriEnv:
         pin_dirs = {(state / name).resolve() for name in PIN_DIRS}
         found += [f"mount {m}" for m in mounts_under(state) if m.resolve() not in pin_dirs]
         found += [f"mount {m}" for m in mounts_under(root)]
-        for folder in (*PIN_DIRS, "pidns", "sandboxes", "runc", "conmon", "exits", "attach", "exec",
+        for folder in (*PIN_DIRS, "pidns", "sandboxes", "runc", "crun", "conmon", "exits", "attach", "exec",
                        f"{TASK_DIR}/{NAMESPACE}"):
             found += [f"{folder}/{p.name}" for p in _entries(state / folder)]
         found += [f"CNI cache {p.name}" for p in _entries(root / CNI_CACHE)]

@@ -196,3 +196,18 @@ def test_stream_settings() -> None:
                      ({"tls_cert_file": "/c", "tls_key_file": "/k"}, "enable_tls")):
         with pytest.raises(InvalidArgument, match=key):
             config.from_dict({"stream": bad})
+
+
+def test_runtime_handlers(tmp_path: Path) -> None:
+    assert sorted(Config().runtimes) == ["crun", "runc"] and Config().default_runtime == "runc"
+    assert Config().runtimes["crun"].optional and not Config().runtimes["runc"].optional
+    text = ('default_runtime = "fast"\n[runtimes.fast]\nbinary = "/opt/crun"\nroot = "/run/fast"\n'
+            '[runtimes.fast.features]\nrecursive_read_only_mounts = false\n')
+    cfg = config.load(write(tmp_path, text))
+    assert list(cfg.runtimes) == ["fast"]  # given tables replace the built-in ones
+    fast = cfg.runtimes["fast"]
+    assert (fast.binary, fast.root, fast.features.recursive_read_only_mounts) == ("/opt/crun", "/run/fast", False)
+    with pytest.raises(InvalidArgument, match="default_runtime 'kata' has no"):
+        config.from_dict({"default_runtime": "kata"})
+    with pytest.raises(InvalidArgument, match="runtimes.runc.bogus"):
+        config.from_dict({"runtimes": {"runc": {"bogus": 1}}})

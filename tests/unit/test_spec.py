@@ -19,6 +19,7 @@ import pytest
 import errdefs
 from cri.api.runtime.v1 import api_pb2
 from runtime import seccomp
+from runtime.features import HandlerFeatures
 from runtime.namespaces import PodNamespaces
 from runtime.podfiles import PodFiles
 from runtime.spec import (
@@ -369,14 +370,37 @@ def test_missing_host_path_is_created_and_symlinks_resolved(tmp_path: Path) -> N
         (api_pb2.Mount(container_path="/data", host_path="data"), "host path 'data'.*not absolute"),
         (api_pb2.Mount(container_path="/data", host_path=""), "host path ''.*not absolute"),
         (api_pb2.Mount(container_path="data", host_path="/tmp"), "container path 'data' is not absolute"),
-        (api_pb2.Mount(container_path="/d", host_path="/tmp", recursive_read_only=True, readonly=True),
-         "recursive read-only"),
         (api_pb2.Mount(container_path="/d", image=api_pb2.ImageSpec(image="busybox")), "image volume"),
     ],
 )
 def test_bad_mounts_are_invalid_arguments(mount: api_pb2.Mount, message: str) -> None:
     with pytest.raises(errdefs.InvalidArgument, match=message):
         spec(container_config(mounts=[mount]))
+
+
+RRO = HandlerFeatures(recursive_read_only_mounts=True)
+
+
+def test_a_recursive_read_only_mount_asks_the_runtime_for_rro(tmp_path: Path) -> None:
+    mount = api_pb2.Mount(container_path="/d", host_path=str(tmp_path), readonly=True, recursive_read_only=True)
+    options = mounts_by_destination(spec(container_config(mounts=[mount]), handler=RRO))["/d"]["options"]
+    assert options == ["rbind", "rprivate", "ro", "rro"]
+
+
+@pytest.mark.parametrize(
+    ("mount", "handler", "message"),
+    [
+        (api_pb2.Mount(container_path="/d", host_path="/tmp", recursive_read_only=True, readonly=True),
+         HandlerFeatures(), "not supported by the runtime handler"),
+        (api_pb2.Mount(container_path="/d", host_path="/tmp", recursive_read_only=True), RRO, "must be read-only"),
+        (api_pb2.Mount(container_path="/d", host_path="/tmp", recursive_read_only=True, readonly=True,
+                       propagation=HOST_TO_CONTAINER), RRO, "private propagation"),
+    ],
+)
+def test_recursive_read_only_mounts_the_handler_or_request_cannot_honour_are_refused(
+        mount: api_pb2.Mount, handler: HandlerFeatures, message: str) -> None:
+    with pytest.raises(errdefs.FailedPrecondition, match=message):
+        spec(container_config(mounts=[mount]), handler=handler)
 
 
 def write_mountinfo(tmp_path: Path, optional: str) -> HostFacts:

@@ -1,0 +1,208 @@
+"""Runtime handlers: the OCI runtimes a pod can name (RuntimeClass's handler), each probed on this host.
+
+A handler is a binary with runc's command line (runc, crun) and a ``--root`` of its own. At start every
+configured handler creates one throw-away container; a handler that cannot is unusable, and a pod naming it
+is refused with the runtime's own error. A feature is reported only when the configuration allows it and a
+probe container that uses it was created, so what Status says is what a pod gets on this host.
+
+crun 1.8 refuses to run on a host that mounts cgroup v2 beside the v1 hierarchies while the v2 mount has
+controllers ("cgroups in hybrid mode not supported, drop all controllers from cgroupv2"). There crun runs
+through a shim that hides that v2 mount in a mount namespace of its own, so crun uses the v1 hierarchies, as
+runc does; the host's mounts are left as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from errdefs import CrishimError, FailedPrecondition, NotFound
+from runtime.features import DEFAULT_HANDLER, HandlerFeatures
+from runtime.runc import Runc, child_env, error_text
+
+__all__ = ["Handler", "HandlerSpec", "Handlers", "probe_container", "probe_handlers"]
+
+log = structlog.get_logger(__name__)
+
+_PROBE_TIMEOUT = 30.0
+_SHIM = """#!/bin/sh
+# crun refuses cgroup v2 beside v1 when v2 has controllers: hide that mount in a mount namespace of crun's own.
+exec unshare --mount --propagation unchanged -- /bin/sh -c \\
+  'mount --make-private /sys/fs/cgroup && umount /sys/fs/cgroup/unified && exec "$0" "$@"' {crun} "$@"
+"""
+_UNIFIED = Path("/sys/fs/cgroup/unified")
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSpec:
+    """A handler as configured: ``allowed`` bounds the features probing may find."""
+
+    name: str
+    binary: str
+    root: Path
+    allowed: HandlerFeatures
+    optional: bool = False  # left out quietly when the binary is not installed
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    name: str
+    runc: Runc
+    features: HandlerFeatures
+    unusable: str = ""  # why this host cannot run containers with it; "" when it can
+
+
+class Handlers:
+    """The handlers by name; ``""`` names the default one."""
+
+    def __init__(self, handlers: Iterable[Handler], default: str) -> None:
+        self._handlers = {h.name: h for h in handlers}
+        self.default = default
+
+    def get(self, name: str) -> Handler:
+        """The handler a pod names: NotFound when none has that name, FailedPrecondition when it cannot run."""
+        handler = self._handlers.get(name or self.default)
+        if handler is None:
+            raise NotFound(f"runtime handler {name!r}: not found (configured: {', '.join(self._handlers)})")
+        if handler.unusable:
+            raise FailedPrecondition(f"runtime handler {name!r} cannot run containers here: {handler.unusable}")
+        return handler
+
+    def usable(self) -> list[Handler]:
+        return [h for h in self._handlers.values() if not h.unusable]
+
+    def reported(self) -> list[tuple[str, HandlerFeatures]]:
+        """What Status lists: the default as "" and then every usable handler by name."""
+        usable = self.usable()
+        default = [(DEFAULT_HANDLER, h.features) for h in usable if h.name == self.default]
+        return default + [(h.name, h.features) for h in usable]
+
+    def runtimes(self) -> Mapping[str, Runc]:
+        """Every handler's command line, usable or not: containers an earlier start made are still reached."""
+        return {h.name: h.runc for h in self._handlers.values()}
+
+
+def probe_handlers(specs: Iterable[HandlerSpec], default: str, state: Path) -> Handlers:
+    """Every configured handler, probed; an optional one whose binary is not installed is left out."""
+    handlers = []
+    for spec in specs:
+        binary = shutil.which(spec.binary)
+        if binary is None and spec.optional:
+            continue
+        handler = _probe(spec, binary, state)
+        if handler.unusable:
+            log.warning("runtime handler unusable", handler=spec.name, error=handler.unusable)
+        handlers.append(handler)
+    return Handlers(handlers, default)
+
+
+def _probe(spec: HandlerSpec, binary: str | None, state: Path) -> Handler:
+    if binary is None:
+        return Handler(spec.name, Runc(spec.binary, spec.root), HandlerFeatures(), f"{spec.binary}: not found")
+    runc = Runc(_shimmed(spec.name, binary, state), spec.root)
+    folder = state / "handlers" / spec.name
+    unusable = probe_container(runc, folder, recursive_read_only=False)
+    rro = not unusable and spec.allowed.recursive_read_only_mounts and not probe_container(
+        runc, folder, recursive_read_only=True)
+    # User namespaces are not built into crishim's containers yet, whatever the runtime can do.
+    return Handler(spec.name, runc, HandlerFeatures(recursive_read_only_mounts=rro, user_namespaces=False),
+                   unusable)
+
+
+def _shimmed(name: str, binary: str, state: Path) -> str:
+    if os.path.basename(binary) != "crun" or not _hybrid_with_controllers():
+        return binary
+    shim = state / "handlers" / f"{name}-shim"
+    shim.parent.mkdir(parents=True, exist_ok=True)
+    shim.write_text(_SHIM.format(crun=binary))
+    shim.chmod(0o755)
+    return str(shim)
+
+
+def _hybrid_with_controllers() -> bool:
+    try:
+        return bool((_UNIFIED / "cgroup.controllers").read_text().split())
+    except OSError:
+        return False
+
+
+def probe_container(runc: Runc, folder: Path, *, recursive_read_only: bool) -> str:
+    """"" when the runtime created a container (with a recursive read-only bind of /dev if asked), else why not.
+
+    The container is created and deleted, never started: creating it is where runc and crun set up mounts.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    container_id = f"crishim-probe-{secrets.token_hex(6)}"
+    with tempfile.TemporaryDirectory(dir=folder) as bundle_dir:
+        bundle = Path(bundle_dir)
+        _write_probe_bundle(bundle, recursive_read_only)
+        log_file = bundle / "runtime.log"
+        try:
+            error = _create(runc, container_id, bundle, log_file)
+            if not error and recursive_read_only:
+                error = _writable_under(runc, container_id, "/rro")
+            return error
+        finally:
+            subprocess.run(runc.command("delete", "--force", container_id), capture_output=True,
+                           stdin=subprocess.DEVNULL, env=child_env(), timeout=_PROBE_TIMEOUT, check=False)
+
+
+def _write_probe_bundle(bundle: Path, recursive_read_only: bool) -> None:
+    rootfs = bundle / "rootfs"
+    for folder in ("rro", "proc", "dev"):
+        (rootfs / folder).mkdir(parents=True)
+    program = rootfs / "probe"
+    program.write_bytes(b"")
+    program.chmod(0o755)  # looked up at create, never run
+    mounts = [{"destination": "/proc", "type": "proc", "source": "proc", "options": []},
+              {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]}]
+    if recursive_read_only:
+        mounts.append({"destination": "/rro", "type": "bind", "source": "/dev",
+                       "options": ["rbind", "rprivate", "rro"]})
+    spec = {
+        "ociVersion": "1.0.2-dev",
+        "process": {"args": ["/probe"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": []},
+        "root": {"path": "rootfs", "readonly": True},
+        "mounts": mounts,
+        "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}]},
+    }
+    (bundle / "config.json").write_text(json.dumps(spec))
+
+
+def _create(runc: Runc, container_id: str, bundle: Path, log_file: Path) -> str:
+    argv = runc.command("create", "--bundle", str(bundle), container_id, log=log_file)
+    # The container's stdio stays open while it waits to start: a file, not a pipe, so nothing waits on it.
+    with (bundle / "output").open("wb") as output:
+        try:
+            result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=output, env=child_env(),
+                                    timeout=_PROBE_TIMEOUT, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return str(exc)
+    if result.returncode == 0:
+        return ""
+    logged = error_text(log_file.read_text(errors="replace")) if log_file.exists() else ""
+    return logged or (bundle / "output").read_text(errors="replace").strip() or f"exit {result.returncode}"
+
+
+def _writable_under(runc: Runc, container_id: str, point: str) -> str:
+    """"" when every mount at or under ``point`` in the container is read-only, else the first that is not."""
+    try:
+        pid = runc.state(container_id).pid
+        lines = Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+    except (OSError, CrishimError) as exc:
+        return f"cannot read the probe container's mounts: {exc}"
+    for line in lines:
+        fields = line.split()
+        target, options = fields[4], fields[5].split(",")
+        if (target == point or target.startswith(point + "/")) and "ro" not in options:
+            return f"{target} is mounted {fields[5]} in a container asking for rro"
+    return ""
