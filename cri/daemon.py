@@ -24,15 +24,18 @@ from typing import Any
 
 import grpc
 
+import cri
 from cri import logs
 from cri.api.runtime.v1 import api_pb2_grpc
 from cri.config import Config
 from cri.constants import MAX_MESSAGE_BYTES
 from cri.containerd import ContainerdAPI
+from cri.containerd.version import revision
 from cri.image_service import ImageService
 from cri.instrument import Interceptor
 from cri.metrics import Metrics, start_server
 from cri.runtime_service import RuntimeService
+from cri.scrape_metrics import BuildInfo, ObjectStates, ProcessThreads
 from errdefs import CrishimError, FailedPrecondition, Unavailable
 
 __all__ = ["MAX_MESSAGE_BYTES", "STOP_GRACE_SECONDS", "serve"]
@@ -90,6 +93,7 @@ def _run(config: Config, stop: threading.Event) -> None:
             log.info("stopped execs a killed daemon left", execs=swept)
         runtime_service.streams.start()
         stack.callback(runtime_service.streams.stop)
+        _register_collectors(metrics, image_service, runtime_service)
         metrics_address = _start_metrics(stack, config, metrics)
         server = _grpc_server(metrics, runtime_service, image_service, containerd_api)
         _bind(server, config.socket)
@@ -101,6 +105,15 @@ def _run(config: Config, stop: threading.Event) -> None:
                  stream_url=runtime_service.streams.base_url)
         _wait(stop)
         log.info("daemon stopping", grace_seconds=STOP_GRACE_SECONDS)
+
+
+def _register_collectors(metrics: Metrics, image_service: ImageService, runtime_service: RuntimeService) -> None:
+    """The metrics read from the stores at scrape time."""
+    metrics.register(ObjectStates(lambda: [c.state for c in runtime_service.containers.all()],
+                                  lambda: [p.state for p in runtime_service.pods.all()]))
+    metrics.register(image_service.disk_usage)
+    metrics.register(BuildInfo(cri.__version__, revision()))
+    metrics.register(ProcessThreads())
 
 
 def _start_metrics(stack: ExitStack, config: Config, metrics: Metrics) -> str:

@@ -2,31 +2,88 @@
 
 The daemon makes one ``Metrics`` and hands it to whatever records something:
 the RPC interceptor calls ``observe_rpc``; the image service wraps each pull in
-``with metrics.pull():`` and reports fetched bytes with ``add_pull_bytes``.
+``with metrics.pull():`` and reports fetched bytes with ``add_pull_bytes``; the
+runtime service times pod and container operations with
+``with metrics.containers.time("create"):`` (and ``sandboxes``, ``cni``); a
+garbage collection reports through ``observe_gc``. What is read rather than
+counted (objects by state, disk usage) is collected at scrape time by the
+collectors of ``cri.scrape_metrics``, registered once the stores are open.
 A private registry (not prometheus_client's global one) lets tests build as
 many daemons as they like in one process.
+
+Labels stay few and bounded: an operation, an outcome, a state, a
+snapshotter; never a container, pod or image.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from wsgiref.simple_server import WSGIServer
 
 import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.registry import Collector
 
 from cri.config import split_host_port
 from errdefs import Unavailable
 
-__all__ = ["STREAM_KINDS", "Metrics", "MetricsServer", "start_server"]
+__all__ = ["CNI_OPERATIONS", "CONTAINER_OPERATIONS", "OUTCOMES", "SANDBOX_OPERATIONS", "STREAM_KINDS", "Metrics",
+           "MetricsServer", "Operations", "start_server"]
 
 STREAM_KINDS = ("exec", "attach", "portforward")
+OUTCOMES = ("success", "failure")
+SANDBOX_OPERATIONS = ("run", "stop", "remove")
+CONTAINER_OPERATIONS = ("create", "start", "stop", "remove")
+CNI_OPERATIONS = ("setup", "teardown")
 
 # Pulls range from a cached tag (well under a second) to multi-gigabyte images.
 _PULL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+# A create takes milliseconds; a stop may wait out a grace period of half a minute or more.
+_OPERATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+# A collection of an idle store takes milliseconds; one after removing many large images, minutes.
+_GC_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class Operations:
+    """Counts of one kind of object's operations by outcome, and the latency of the successful ones.
+
+    Successful ones only, as containerd's CRI timers: a failure's time says more about the failure
+    (a timeout, a refusal) than about how long the operation takes.
+    """
+
+    def __init__(self, prefix: str, what: str, operations: Sequence[str], registry: CollectorRegistry) -> None:
+        self._count = Counter(
+            f"{prefix}_operations_total",
+            f"{what} operations by operation ({', '.join(operations)}) and outcome (success, failure).",
+            ["operation", "outcome"],
+            registry=registry,
+        )
+        self._duration = Histogram(
+            f"{prefix}_operation_duration_seconds",
+            f"Time successful {what} operations took, by operation.",
+            ["operation"],
+            buckets=_OPERATION_BUCKETS,
+            registry=registry,
+        )
+        for operation in operations:
+            self._duration.labels(operation=operation)
+            for outcome in OUTCOMES:
+                self._count.labels(operation=operation, outcome=outcome)
+
+    @contextmanager
+    def time(self, operation: str) -> Iterator[None]:
+        """Count the operation run inside the block, and time it when it succeeds."""
+        start = time.perf_counter()
+        try:
+            yield
+        except BaseException:
+            self._count.labels(operation=operation, outcome="failure").inc()
+            raise
+        self._count.labels(operation=operation, outcome="success").inc()
+        self._duration.labels(operation=operation).observe(time.perf_counter() - start)
 
 
 class Metrics:
@@ -76,11 +133,55 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
-        for outcome in ("success", "failure"):
-            # Present from the start, so a rate() over them works before the first pull.
+        self.sandboxes = Operations("crishim_sandbox", "Pod sandbox", SANDBOX_OPERATIONS, self.registry)
+        self.containers = Operations("crishim_container", "Container", CONTAINER_OPERATIONS, self.registry)
+        self.cni = Operations("crishim_cni", "CNI network", CNI_OPERATIONS, self.registry)
+        self.gc_runs = Counter(
+            "crishim_gc_runs_total",
+            "Garbage collections of content and snapshots, by outcome (success, failure).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.gc_duration = Histogram(
+            "crishim_gc_duration_seconds",
+            "Time garbage collections took, failed ones included.",
+            buckets=_GC_BUCKETS,
+            registry=self.registry,
+        )
+        self.gc_freed_bytes = Counter(
+            "crishim_gc_freed_bytes_total",
+            "Bytes of content blobs garbage collection removed.",
+            registry=self.registry,
+        )
+        self.gc_freed_blobs = Counter(
+            "crishim_gc_freed_blobs_total",
+            "Content blobs garbage collection removed.",
+            registry=self.registry,
+        )
+        self.gc_freed_snapshots = Counter(
+            "crishim_gc_freed_snapshots_total",
+            "Snapshots garbage collection removed, by snapshotter.",
+            ["snapshotter"],
+            registry=self.registry,
+        )
+        self.gc_last_success = Gauge(
+            "crishim_gc_last_success_timestamp_seconds",
+            "When the last garbage collection that succeeded ended (Unix time); 0 before the first.",
+            registry=self.registry,
+        )
+        # CPU, resident memory, open and allowed fds, start time: prometheus_client's process_* families,
+        # named as every exporter names them so that node dashboards read them too.
+        ProcessCollector(registry=self.registry)
+        for outcome in OUTCOMES:
+            # Present from the start, so a rate() over them works before the first pull or collection.
             self.image_pulls.labels(outcome=outcome)
+            self.gc_runs.labels(outcome=outcome)
         for kind in STREAM_KINDS:
             self.stream_sessions_active.labels(kind=kind)
+
+    def register(self, collector: Collector) -> None:
+        """Add a scrape-time collector (its ``describe`` must not read anything)."""
+        self.registry.register(collector)
 
     def observe_rpc(self, method: str, code: str, seconds: float) -> None:
         self.grpc_requests.labels(method=method, code=code).inc()
@@ -100,6 +201,26 @@ class Metrics:
 
     def add_pull_bytes(self, count: int) -> None:
         self.image_pull_bytes.inc(count)
+
+    @contextmanager
+    def gc(self) -> Iterator[None]:
+        """Count and time the collection run inside the block."""
+        start = time.perf_counter()
+        try:
+            yield
+        except BaseException:
+            self.gc_runs.labels(outcome="failure").inc()
+            raise
+        finally:
+            self.gc_duration.observe(time.perf_counter() - start)
+        self.gc_runs.labels(outcome="success").inc()
+        self.gc_last_success.set(time.time())
+
+    def observe_gc_freed(self, blobs: int, blob_bytes: int, snapshots: dict[str, int]) -> None:
+        self.gc_freed_blobs.inc(blobs)
+        self.gc_freed_bytes.inc(blob_bytes)
+        for snapshotter, count in snapshots.items():
+            self.gc_freed_snapshots.labels(snapshotter=snapshotter).inc(count)
 
     def exposition(self) -> bytes:
         """The metrics in Prometheus text format, as /metrics serves them."""

@@ -23,7 +23,8 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,10 @@ _ERRORS: dict[int, type[CrishimError]] = {
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _untimed(operation: str) -> AbstractContextManager[None]:
+    return nullcontext()
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,11 +180,13 @@ class CNI:
     """Runs CNI plugins from ``bin_dirs`` with the first network config of ``conf_dir``."""
 
     def __init__(self, conf_dir: Path, cache_dir: Path, bin_dirs: Sequence[Path] = DEFAULT_BIN_DIRS,
-                 *, timeout: float = 60.0) -> None:
+                 *, timeout: float = 60.0, timed: Callable[[str], AbstractContextManager[None]] = _untimed) -> None:
         self.conf_dir = conf_dir
         self.cache_dir = cache_dir
         self.bin_dirs = tuple(bin_dirs)
         self.timeout = timeout
+        # Wraps each setup (ADD) and teardown (DEL), e.g. to count and time them.
+        self._timed = timed
 
     def load(self) -> NetworkConfigList:
         """The network in use now; FailedPrecondition when there is none (read on every call, as it may change)."""
@@ -198,6 +205,11 @@ class CNI:
     def add(self, netns: Path, container_id: str, pod: PodRef, *, ifname: str = "eth0",
             port_mappings: Sequence[PortMapping] = (), capabilities: Mapping[str, Any] | None = None) -> CNIResult:
         """Attach the pod's network namespace; on failure whatever the plugins set up is torn down again."""
+        with self._timed("setup"):
+            return self._add(netns, container_id, pod, ifname, port_mappings, capabilities)
+
+    def _add(self, netns: Path, container_id: str, pod: PodRef, ifname: str, port_mappings: Sequence[PortMapping],
+             capabilities: Mapping[str, Any] | None) -> CNIResult:
         config = self.load()
         call = _invocation(str(netns), container_id, pod, ifname, port_mappings, capabilities)
         try:
@@ -212,6 +224,11 @@ class CNI:
     def delete(self, netns: Path | None, container_id: str, pod: PodRef, *, ifname: str = "eth0",
                port_mappings: Sequence[PortMapping] = (), capabilities: Mapping[str, Any] | None = None) -> None:
         """Detach the pod; idempotent. Uses the config, args and result cached at ADD when there are some."""
+        with self._timed("teardown"):
+            self._delete(netns, container_id, pod, ifname, port_mappings, capabilities)
+
+    def _delete(self, netns: Path | None, container_id: str, pod: PodRef, ifname: str,
+                port_mappings: Sequence[PortMapping], capabilities: Mapping[str, Any] | None) -> None:
         call = _invocation(_netns_if_pinned(netns), container_id, pod, ifname, port_mappings, capabilities)
         cached = self._read_cache(container_id, ifname)
         if cached is not None:

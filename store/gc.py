@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from errdefs import InvalidArgument, NotFound
-from store.content import ContentStore
+from store.content import BlobInfo, ContentStore
 from store.digest import Digest
 from store.metadata import MetadataDB, Tx
 
@@ -37,6 +37,7 @@ log = structlog.get_logger(__name__)
 @dataclass(slots=True)
 class GCResult:
     removed_blobs: list[Digest] = field(default_factory=list)
+    removed_bytes: int = 0
     # snapshotter → keys something still refers to, for the snapshotters to keep.
     live_snapshots: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
 
@@ -56,7 +57,7 @@ def collect(db: MetadataDB, content: ContentStore) -> GCResult:
         leased = {Digest.parse(key) for _, _, kind, key in tx.lease_resources() if kind == LEASE_CONTENT}
         for info in list(content.walk()):
             if info.digest not in recorded and info.digest not in leased:
-                _remove_blob(content, info.digest, result)
+                _remove_blob(content, info, result)
     _drop_stale_ingests(content)
     if result.removed_blobs:
         log.info("gc", removed_blobs=len(result.removed_blobs))
@@ -118,9 +119,10 @@ def _follow(labels: dict[str, str], namespace: str, result: GCResult) -> list[Di
     return refs
 
 
-def _remove_blob(content: ContentStore, digest: Digest, result: GCResult) -> None:
+def _remove_blob(content: ContentStore, blob: BlobInfo, result: GCResult) -> None:
     try:
-        content.delete(digest)
+        content.delete(blob.digest)
     except NotFound:
         return
-    result.removed_blobs.append(digest)
+    result.removed_blobs.append(blob.digest)
+    result.removed_bytes += blob.size

@@ -13,14 +13,19 @@ from typing import Any
 import cri
 from cri.api.containerd.services.version.v1 import version_pb2, version_pb2_grpc
 
-__all__ = ["VersionService", "source_revision"]
+__all__ = ["VersionService", "revision", "source_revision"]
 
 _SOURCE_TREE = Path(__file__).resolve().parents[2]
 
 
 class VersionService(version_pb2_grpc.VersionServicer):
     def Version(self, request: Any, context: Any) -> version_pb2.VersionResponse:
-        return version_pb2.VersionResponse(version=cri.__version__, revision=source_revision(_SOURCE_TREE))
+        return version_pb2.VersionResponse(version=cri.__version__, revision=revision())
+
+
+def revision() -> str:
+    """The commit of the source tree this crishim runs from, or ""."""
+    return source_revision(_SOURCE_TREE)
 
 
 @functools.cache

@@ -20,6 +20,7 @@ from cri.image_service.pull_pool import PullPool
 from cri.image_service.remove_image import remove_image
 from cri.image_service.unpack import Unpacker
 from cri.metrics import Metrics
+from cri.scrape_metrics import DiskUsage
 from errdefs import InvalidArgument
 from snapshotters import Snapshotter
 from snapshotters.gc import prune
@@ -67,6 +68,7 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
         self._pruning = False
         self._pulls_changed = threading.Condition()
         self._collector = BackgroundCollector(self.collect_garbage)
+        self.disk_usage = DiskUsage(config.root, self.content.usage, self.snapshotters)
         self._pull_pool = PullPool(_PULLS_RUNNING, _PULLS_WAITING)
 
     @classmethod
@@ -97,23 +99,32 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
             with self._pulls_changed:
                 self._pulls -= 1
                 self._pulls_changed.notify_all()
+            self.disk_usage.invalidate()
 
     def collect_garbage(self) -> GCResult:
         """Blobs nothing refers to (leases protect those of running pulls), then snapshots no image needs."""
-        with self._gc_lock:
-            result = collect(self.db, self.content)
-            with self._pulls_changed:
-                if self._pulls:
-                    return result  # pruned by a later collection, when no pull is unpacking
-                self._pruning = True
+        with self._gc_lock, self.metrics.gc():
             try:
-                for name, sn in self.snapshotters.items():
-                    prune(sn, result.live_snapshots.get(name, set()))
+                result = collect(self.db, self.content)
+                pruned = self._prune(result)
             finally:
-                with self._pulls_changed:
-                    self._pruning = False
-                    self._pulls_changed.notify_all()
+                self.disk_usage.invalidate()
+            self.metrics.observe_gc_freed(len(result.removed_blobs), result.removed_bytes, pruned)
             return result
+
+    def _prune(self, result: GCResult) -> dict[str, int]:
+        """Snapshots removed, by snapshotter; none while a pull is unpacking (a later collection prunes)."""
+        with self._pulls_changed:
+            if self._pulls:
+                return {}
+            self._pruning = True
+        try:
+            return {name: len(prune(sn, result.live_snapshots.get(name, set())))
+                    for name, sn in self.snapshotters.items()}
+        finally:
+            with self._pulls_changed:
+                self._pruning = False
+                self._pulls_changed.notify_all()
 
     def schedule_garbage_collection(self) -> None:
         """``collect_garbage`` soon, on the collector's thread."""

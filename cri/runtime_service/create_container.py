@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 def create_container(svc: RuntimeService,
                      request: api_pb2.CreateContainerRequest) -> api_pb2.CreateContainerResponse:
-    sandbox_id = svc.pods.get(request.pod_sandbox_id).id
-    with svc.pods.locked(sandbox_id):
-        record = svc.containers.create(svc.pods.get(sandbox_id), request.config)
+    with svc.metrics.containers.time("create"):
+        sandbox_id = svc.pods.get(request.pod_sandbox_id).id
+        with svc.pods.locked(sandbox_id):
+            record = svc.containers.create(svc.pods.get(sandbox_id), request.config)
     return api_pb2.CreateContainerResponse(container_id=record.id)

@@ -12,5 +12,6 @@ if TYPE_CHECKING:
 
 def remove_container(svc: RuntimeService,
                      request: api_pb2.RemoveContainerRequest) -> api_pb2.RemoveContainerResponse:
-    svc.containers.remove(request.container_id)  # idempotent: an unknown container is success
+    with svc.metrics.containers.time("remove"):
+        svc.containers.remove(request.container_id)  # idempotent: an unknown container is success
     return api_pb2.RemoveContainerResponse()

@@ -12,5 +12,6 @@ if TYPE_CHECKING:
 
 def remove_pod_sandbox(svc: RuntimeService,
                        request: api_pb2.RemovePodSandboxRequest) -> api_pb2.RemovePodSandboxResponse:
-    svc.pods.remove(request.pod_sandbox_id)  # idempotent: an unknown pod is success
+    with svc.metrics.sandboxes.time("remove"):
+        svc.pods.remove(request.pod_sandbox_id)  # idempotent: an unknown pod is success
     return api_pb2.RemovePodSandboxResponse()

@@ -11,5 +11,6 @@ if TYPE_CHECKING:
 
 
 def run_pod_sandbox(svc: RuntimeService, request: api_pb2.RunPodSandboxRequest) -> api_pb2.RunPodSandboxResponse:
-    record = svc.pods.run(request.config, request.runtime_handler)
+    with svc.metrics.sandboxes.time("run"):
+        record = svc.pods.run(request.config, request.runtime_handler)
     return api_pb2.RunPodSandboxResponse(pod_sandbox_id=record.id)

@@ -53,9 +53,10 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     def __init__(self, config: Config, images: ImageService, metrics: Metrics | None = None) -> None:
         self.config = config
         self._images = images
+        self.metrics = metrics if metrics is not None else images.metrics
         self.events = EventBus()
         self.cni = CNI(config.cni_conf_dir, config.root / "io.containerd.grpc.v1.cri" / "cni-results",
-                       config.cni_bin_dirs)
+                       config.cni_bin_dirs, timed=self.metrics.cni.time)
         self.handlers = probe_handlers(_handler_specs(config), config.default_runtime, config.state)
         self.oci = OCIRuntime(config.state, runtimes=self.handlers.runtimes(), default_runtime=config.default_runtime)
         self.pods = PodManager(images.db, CRI_NAMESPACE, config.state, self.cni, self.handlers)
@@ -69,7 +70,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self.pod_cidr = ""
         self.cpu_rates = CpuRates()  # the sample before, per container and pod, for usage_nano_cores
         self.streams = StreamServer(config.stream, StreamBackend(self.containers, self.pods, self.oci), config.state,
-                                    metrics)
+                                    self.metrics)
 
     def images(self, ref: str) -> ImageInfo:
         try:

@@ -11,5 +11,6 @@ if TYPE_CHECKING:
 
 
 def start_container(svc: RuntimeService, request: api_pb2.StartContainerRequest) -> api_pb2.StartContainerResponse:
-    svc.containers.start(request.container_id)
+    with svc.metrics.containers.time("start"):
+        svc.containers.start(request.container_id)
     return api_pb2.StartContainerResponse()

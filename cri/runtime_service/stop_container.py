@@ -15,6 +15,6 @@ if TYPE_CHECKING:
 def stop_container(svc: RuntimeService, request: api_pb2.StopContainerRequest) -> api_pb2.StopContainerResponse:
     # The CRI: "This call is idempotent, and must not return an error if the container has already
     # been stopped." kubelet retries stops for containers already removed.
-    with contextlib.suppress(NotFound):
+    with svc.metrics.containers.time("stop"), contextlib.suppress(NotFound):
         svc.containers.stop(request.container_id, float(request.timeout))
     return api_pb2.StopContainerResponse()

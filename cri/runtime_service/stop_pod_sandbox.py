@@ -16,6 +16,6 @@ def stop_pod_sandbox(svc: RuntimeService, request: api_pb2.StopPodSandboxRequest
     # The CRI: "If there are any running containers in the sandbox, they must be forcibly terminated.
     # ... this call is idempotent, and must not return an error if all relevant resources have already
     # been reclaimed." kubelet calls it again for pods that are long gone.
-    with contextlib.suppress(NotFound):
+    with svc.metrics.sandboxes.time("stop"), contextlib.suppress(NotFound):
         svc.pods.stop(request.pod_sandbox_id)
     return api_pb2.StopPodSandboxResponse()

@@ -5,8 +5,8 @@ import socket
 import httpx
 import pytest
 
-from cri.metrics import Metrics, start_server
-from errdefs import NotFound, Unavailable
+from cri.metrics import CONTAINER_OPERATIONS, Metrics, start_server
+from errdefs import FailedPrecondition, NotFound, Unavailable
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
@@ -16,7 +16,10 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
 def test_every_name_is_prefixed() -> None:
     names = [m.name for m in Metrics().registry.collect()]
     assert names
-    assert all(name.startswith("crishim_") for name in names)
+    # process_* as every exporter names them, so node dashboards read crishim's too.
+    assert [n for n in names if not n.startswith("crishim_")] == [
+        "process_virtual_memory_bytes", "process_resident_memory_bytes", "process_start_time_seconds",
+        "process_cpu_seconds", "process_open_fds", "process_max_fds"]
 
 
 def test_registries_are_independent() -> None:
@@ -67,3 +70,40 @@ def test_port_in_use() -> None:
         taken.listen()
         with pytest.raises(Unavailable, match="cannot serve metrics"):
             start_server(Metrics(), f"127.0.0.1:{taken.getsockname()[1]}")
+
+
+def test_operations_count_outcomes_and_time_successes() -> None:
+    metrics = Metrics()
+    for operation in CONTAINER_OPERATIONS:
+        assert sample(metrics, "crishim_container_operations_total", operation=operation, outcome="failure") == 0
+    with metrics.containers.time("create"):
+        pass
+    with pytest.raises(FailedPrecondition), metrics.containers.time("create"):
+        raise FailedPrecondition("pod sandbox is not ready")
+    assert sample(metrics, "crishim_container_operations_total", operation="create", outcome="success") == 1
+    assert sample(metrics, "crishim_container_operations_total", operation="create", outcome="failure") == 1
+    assert sample(metrics, "crishim_container_operation_duration_seconds_count", operation="create") == 1
+    assert sample(metrics, "crishim_sandbox_operations_total", operation="run", outcome="success") == 0
+
+
+def test_gc_runs_and_what_they_free() -> None:
+    metrics = Metrics()
+    assert sample(metrics, "crishim_gc_last_success_timestamp_seconds") == 0
+    with metrics.gc():
+        metrics.observe_gc_freed(2, 3000, {"overlayfs": 1, "native": 0})
+    with pytest.raises(OSError), metrics.gc():
+        raise OSError("disk on fire")
+    assert sample(metrics, "crishim_gc_runs_total", outcome="success") == 1
+    assert sample(metrics, "crishim_gc_runs_total", outcome="failure") == 1
+    assert sample(metrics, "crishim_gc_duration_seconds_count") == 2
+    assert sample(metrics, "crishim_gc_freed_bytes_total") == 3000
+    assert sample(metrics, "crishim_gc_freed_blobs_total") == 2
+    assert sample(metrics, "crishim_gc_freed_snapshots_total", snapshotter="overlayfs") == 1
+    assert sample(metrics, "crishim_gc_freed_snapshots_total", snapshotter="native") == 0
+    assert (sample(metrics, "crishim_gc_last_success_timestamp_seconds") or 0) > 0
+
+
+def test_process_metrics() -> None:
+    metrics = Metrics()
+    assert (sample(metrics, "process_resident_memory_bytes") or 0) > 0
+    assert (sample(metrics, "process_open_fds") or 0) > 0
