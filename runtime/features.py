@@ -25,6 +25,6 @@ class RuntimeFeatures:
     user_namespaces_host_network: bool
 
 
-RUNTIME = RuntimeFeatures(supplemental_groups_policy=False, user_namespaces_host_network=False)
+RUNTIME = RuntimeFeatures(supplemental_groups_policy=True, user_namespaces_host_network=False)
 
 DEFAULT_HANDLER = ""  # the CRI's name for the handler used when a pod names none

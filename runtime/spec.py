@@ -169,9 +169,6 @@ def container_spec(inputs: SpecInputs) -> dict[str, Any]:
     host = inputs.host or HostFacts.probe()
     sc = _security_context(inputs.config)
     lsm.check_selinux(sc.selinux_options, "the container")
-    if sc.supplemental_groups_policy == api_pb2.SupplementalGroupsPolicy.Strict:
-        # Status reports supplemental_groups_policy false: the image's groups are always merged in.
-        raise errdefs.InvalidArgument("supplemental groups policy Strict is not supported")
     privileged = bool(sc.privileged)
     if privileged and not inputs.sandbox_config.linux.security_context.privileged:
         raise errdefs.InvalidArgument("no privileged container allowed in sandbox: the pod is not privileged")

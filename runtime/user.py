@@ -8,7 +8,8 @@ The rules are containerd 1.6 CRI's:
   be in /etc/group).
 - Additional gids are the primary gid, the groups listing the *CRI* user as a member (``run_as_username``, else
   the passwd name of ``run_as_user``, which is 0 when unset) and the CRI ``supplemental_groups``, deduplicated
-  and sorted.
+  and sorted. With ``supplemental_groups_policy`` Strict (KEP-3619) the image's /etc/group is not consulted:
+  only the primary gid and the CRI's groups.
 
 Both files are read with their paths resolved inside the rootfs, so an image's symlink (``/etc/passwd ->
 /host/etc/passwd`` or ``../../..``) can never make crishim read a file of the host.
@@ -93,7 +94,8 @@ def resolve_user(
     uid, gid = _parse_user_string(userstr, files) if userstr else (0, 0)
 
     supplemental = _check_gids(sc.supplemental_groups)
-    member_of = _member_gids(_group_lookup_user(sc), files)
+    strict = sc.supplemental_groups_policy == api_pb2.SupplementalGroupsPolicy.Strict
+    member_of = [] if strict else _member_gids(_group_lookup_user(sc), files)
     additional = tuple(sorted({gid, *member_of, *supplemental}))
     return ResolvedUser(uid=uid, gid=gid, additional_gids=additional, username=_name_of(uid, files))
 

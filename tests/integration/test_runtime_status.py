@@ -4,11 +4,12 @@ reported false is refused when asked for instead of being silently left out.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 import pytest
 
 from cri.api.runtime.v1 import api_pb2
-from tests.integration.test_bad_requests import refused
 from tests.support.cri_configs import NODE, POD
 from tests.support.cri_env import CriEnv
 
@@ -22,7 +23,7 @@ def test_status_lists_the_handlers_and_their_features(cri: CriEnv) -> None:
     assert handlers == {"": (True, False), "runc": (True, False), "crun": (True, False)}
     assert response.HasField("features")
     assert (response.features.supplemental_groups_policy, response.features.user_namespaces_host_network) == (
-        False, False)
+        True, False)
     # crictl info shows the same to a person.
     info = cri.json("info")
     assert sorted(h.get("name", "") for h in info["runtimeHandlers"]) == ["", "crun", "runc"]
@@ -53,13 +54,23 @@ def test_a_user_namespace_is_refused_as_status_reports(cri: CriEnv) -> None:
     assert cri.rpc("RunPodSandbox", api_pb2.RunPodSandboxRequest(config=config)).pod_sandbox_id
 
 
-def test_strict_supplemental_groups_are_refused_as_status_reports(cri: CriEnv) -> None:
+@pytest.mark.parametrize("policy", ["Merge", "Strict"])
+def test_the_reported_user_is_the_one_the_process_runs_as(cri: CriEnv, policy: str) -> None:
     pod_id = cri.runp()
-    before = cri.inventory()
-    strict = cri.container("strict", security_context={"supplemental_groups_policy": 1})  # Strict
-    message = refused(cri.create(pod_id, strict, check=False), "InvalidArgument")
-    assert "Strict" in message
-    assert cri.inventory() == before
+    security = {"run_as_user": {"value": 1000}, "run_as_group": {"value": 3000}, "supplemental_groups": [4242],
+                "supplemental_groups_policy": api_pb2.SupplementalGroupsPolicy.Value(policy)}
+    container_id = cri.run(pod_id, cri.container("groups", security_context=security))
+    # The image's /etc/group lists user 1000 in no group, so both policies give the same ids here; what
+    # Strict leaves out of them is in tests/unit/test_user.py and critest's SupplementalGroupsPolicy specs.
+    assert cri.exec(container_id, "busybox", "id", "-G").stdout.split() == ["3000", "4242"]
+    status = cri.rpc("ContainerStatus", api_pb2.ContainerStatusRequest(container_id=container_id)).status
+    linux = status.user.linux
+    assert (linux.uid, linux.gid, list(linux.supplemental_groups)) == (1000, 3000, [3000, 4242])
+    # From the host: the kernel's view of the container's process.
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{cri.container_pid(container_id)}/status")
+                  .read_text().splitlines())
+    assert fields["Uid"].split()[:2] == ["1000", "1000"] and fields["Gid"].split()[:2] == ["3000", "3000"]
+    assert fields["Groups"].split() == ["3000", "4242"]
 
 
 def _pod(cri: CriEnv, name: str) -> api_pb2.PodSandboxConfig:

@@ -141,6 +141,14 @@ def test_supplemental_groups_are_merged_sorted_and_deduplicated(rootfs: Path) ->
     assert resolve_user(rootfs, "", context).additional_gids == (5, 2000, 3000, 7000)
 
 
+def test_strict_keeps_the_image_groups_out(rootfs: Path) -> None:
+    strict = api_pb2.SupplementalGroupsPolicy.Strict
+    context = sc(run_as_user=uid(1001), run_as_group=uid(3000), supplemental_groups=[5, 7000],
+                 supplemental_groups_policy=strict)
+    # Merge would add 2000 ("extra" lists other as a member); Strict does not read /etc/group for that.
+    assert resolve_user(rootfs, "", context).additional_gids == (5, 3000, 7000)
+
+
 def test_a_group_named_like_the_user_is_not_a_supplemental_group(rootfs: Path) -> None:
     # app is listed in its own group "app" (gid 1000); only "extra" counts as a membership.
     resolved = resolve_user(rootfs, "", sc(run_as_username="app", run_as_group=uid(5)))
