@@ -31,7 +31,7 @@ from cri.config import Config
 from cri.constants import MAX_MESSAGE_BYTES
 from cri.containerd import ContainerdAPI
 from cri.containerd.version import revision
-from cri.image_service import ImageService
+from cri.image_service import ImageService, import_image
 from cri.instrument import Interceptor
 from cri.metrics import Metrics, start_server
 from cri.runtime_service import RuntimeService
@@ -146,6 +146,7 @@ def _grpc_server(metrics: Metrics, runtime_service: RuntimeService, image_servic
     api_pb2_grpc.add_ImageServiceServicer_to_server(image_service, server)
     # containerd's own API on the same socket, for ctr and containerd's proxy snapshotter.
     containerd_api.register(server)
+    import_image.register(server, image_service)
     return server
 
 

@@ -23,12 +23,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from errdefs import DataLoss, InvalidArgument, NotFound
+from errdefs import AlreadyExists, DataLoss, InvalidArgument, NotFound
 from store.cancel import Cancellation
 from store.digest import Digest
 from store.locks import KeyedLocks
 
-__all__ = ["BlobInfo", "ContentStore", "IngestStatus", "Writer"]
+__all__ = ["BlobInfo", "ContentStore", "IngestStatus", "Staged", "Writer"]
 
 _CHUNK = 1 << 20
 
@@ -119,6 +119,28 @@ class ContentStore:
                 yield writer
             finally:
                 writer.close()
+
+    def stage(self, ref: str, reader: BinaryIO, size: int) -> Staged:
+        """Take ``size`` bytes whose digest is learnt only while reading them (a member of an archive).
+
+        They wait in ``ref``'s ingest, which must be new; nothing is a blob until ``Staged.commit``, so a
+        caller can first hold the blob (a lease) and a collection running meanwhile never sees it unheld.
+        """
+        path = self._ingest_dir(ref)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            raise AlreadyExists(f"ingest {ref!r}: in use") from None
+        (path / "ref").write_text(ref)
+        (path / "startedat").write_text(_now_text())
+        (path / "total").write_text(str(size))
+        staged = Staged(self, path, size)
+        try:
+            staged.fill(reader)
+        except BaseException:
+            staged.discard()
+            raise
+        return staged
 
     def ingests(self) -> list[IngestStatus]:
         statuses = []
@@ -215,6 +237,42 @@ class Writer:
             self._file.flush()
             (self._path / "updatedat").write_text(_now_text())
             self._file.close()
+
+
+class Staged:
+    """An ingest with its bytes all there and its digest known, not yet a blob."""
+
+    def __init__(self, store: ContentStore, path: Path, size: int) -> None:
+        self._store = store
+        self._path = path
+        self.size = size
+        self.digest = Digest("sha256", "")
+
+    def fill(self, reader: BinaryIO) -> None:
+        hasher = hashlib.sha256()
+        received = 0
+        with (self._path / "data").open("xb") as out:
+            while received < self.size and (chunk := reader.read(min(_CHUNK, self.size - received))):
+                out.write(chunk)
+                hasher.update(chunk)
+                received += len(chunk)
+            os.fsync(out.fileno())
+        if received != self.size:
+            raise DataLoss(f"ingest {self._path.name}: ended after {received} of {self.size} bytes")
+        self.digest = Digest("sha256", hasher.hexdigest())
+
+    def commit(self) -> None:
+        """Publish the blob; one already there with this digest is kept."""
+        target = self._store.blob_path(self.digest)
+        if not target.exists():
+            data = self._path / "data"
+            data.chmod(0o444)
+            os.rename(data, target)
+            _fsync_dir(target.parent)
+        shutil.rmtree(self._path, ignore_errors=True)
+
+    def discard(self) -> None:
+        shutil.rmtree(self._path, ignore_errors=True)
 
 
 def _read_status(path: Path) -> IngestStatus | None:

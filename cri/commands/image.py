@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cri.commands import client
+from cri.commands import client, image_import
 from cri.commands.table import format_table, human_bytes
 from errdefs import InvalidArgument
 
@@ -42,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     client.add_flags(rm)
     rm.add_argument("refs", nargs="+")
     rm.set_defaults(run=run_rm)
+    image_import.register(group)
 
 
 def run_ls(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ from snapshotters.registry import open_snapshotters
 from store.cancel import Cancellation
 from store.content import ContentStore
 from store.gc import GCResult, collect
+from store.importer import Importer
 from store.metadata import MetadataDB
 from store.platforms import Platform, default_platform
 from store.pull import Puller
@@ -63,6 +64,7 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
             progress_timeout=config.image.pull_progress_timeout or None,
             on_bytes=metrics.add_pull_bytes,
         )
+        self.importer = Importer(self.content, self.db, platform)
         self._gc_lock = threading.Lock()
         self._pulls = 0
         self._pruning = False

@@ -15,7 +15,7 @@ import io
 import secrets
 import zlib
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, Protocol, cast
 
 import structlog
 import zstandard
@@ -27,13 +27,13 @@ from snapshotters.snapshotter import Kind, Snapshotter
 from store import mediatypes
 from store.cancel import Cancellation
 from store.content import ContentStore
-from store.descriptor import Descriptor
+from store.descriptor import Descriptor, ImageConfig
 from store.digest import Digest
 from store.identity import chain_ids
 from store.locks import KeyedLocks
-from store.pull import ContentLabels, PulledImage
+from store.pull import ContentLabels
 
-__all__ = ["EXTRACT_PREFIX", "Unpacker"]
+__all__ = ["EXTRACT_PREFIX", "Unpackable", "Unpacker"]
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +45,17 @@ LABEL_SNAPSHOT_CHAIN = "containerd.io/snapshot.ref"
 EXTRACT_PREFIX = "extract-"
 
 
+class Unpackable(Protocol):
+    """An image as unpacking sees it: a pulled one, or one imported from an archive."""
+
+    @property
+    def config(self) -> Descriptor: ...
+    @property
+    def layers(self) -> tuple[Descriptor, ...]: ...
+    @property
+    def image_config(self) -> ImageConfig: ...
+
+
 class Unpacker:
     def __init__(self, content: ContentStore, snapshotter: Snapshotter, snapshotter_name: str) -> None:
         self._content = content
@@ -52,7 +63,7 @@ class Unpacker:
         self._name = snapshotter_name
         self._chain_locks = KeyedLocks()
 
-    def unpack(self, image: PulledImage, cancel: Cancellation | None = None) -> ContentLabels:
+    def unpack(self, image: Unpackable, cancel: Cancellation | None = None) -> ContentLabels:
         """Unpack every layer not unpacked yet; a set ``cancel`` stops it at the next read of a layer."""
         cancel = cancel or Cancellation()
         parent = ""
