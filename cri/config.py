@@ -1,47 +1,8 @@
 """Daemon configuration: a TOML file, with command-line flags on top.
 
-Every key, with its default::
-
-    root = "/var/lib/crishim"
-    state = "/run/crishim"
-    address = ""                          # "" means <state>/crishim.sock
-    metrics_address = "127.0.0.1:1338"    # "" disables the /metrics endpoint
-    log_level = "info"                    # debug, info, warning, error, critical
-    cni_conf_dir = "/etc/cni/net.d"       # the first config file by name is used
-    cni_bin_dir = "/usr/lib/cni:/opt/cni/bin"
-
-    [image]
-    snapshotter = "overlayfs"
-    max_concurrent_downloads = 3
-    pull_progress_timeout = 300           # seconds without new bytes; 0 disables
-
-    [stream]                              # the Exec/Attach/PortForward streaming server
-    address = "127.0.0.1"                 # containerd: stream_server_address
-    port = 0                              # 0 picks a free port (containerd: stream_server_port)
-    enable_tls = false                    # with neither file set, a self-signed pair is made at start
-    tls_cert_file = ""
-    tls_key_file = ""
-    idle_timeout = 14400                  # seconds a session may idle (containerd: stream_idle_timeout)
-    creation_timeout = 30                 # seconds a client gets to open its streams
-
-    default_runtime = "runc"              # the handler of pods that name none
-
-    [runtimes.runc]                       # one table per runtime handler (RuntimeClass handler name);
-    binary = "runc"                       # tables given replace the built-in runc and crun (if installed)
-    root = ""                             # its --root; "" means <state>/<name>
-    optional = false                      # true: left out quietly when the binary is not installed
-    [runtimes.runc.features]              # upper bounds: a feature is reported only when its probe passes
-    recursive_read_only_mounts = true
-    user_namespaces = true
-
-    [registry]
-    config_path = "/etc/crishim/certs.d"  # containerd's hosts.toml layout
-
-    [registry.auths."registry.example:5000"]
-    username = ""
-    password = ""
-    auth = ""                             # base64 of "username:password"
-    identity_token = ""
+Each setting is a field of the dataclasses below, its meaning in the docstring under it:
+``cri.config_reference`` reads them to write docs/configuration.md and deploy/config.toml
+(``python -m script.genconfig``), and a test fails when those files differ from what it writes.
 
 An unknown key or a value of the wrong type is an ``errdefs.InvalidArgument``
 naming the key. Secrets are left out of ``repr()`` so a logged or printed
@@ -91,9 +52,13 @@ class RegistryAuth:
     """Credentials for one registry host (containerd's ``registry.configs.<host>.auth``)."""
 
     username: str = ""
+    """The user name for basic authentication (or for the token server of a bearer-token registry)."""
     password: str = field(default="", repr=False)
+    """Its password."""
     auth: str = field(default="", repr=False)
+    """base64 of "username:password", instead of the two above."""
     identity_token: str = field(default="", repr=False)
+    """An OAuth2 refresh token for a bearer-token registry, instead of a user name and password."""
 
 
 def _no_auths() -> Mapping[str, RegistryAuth]:
@@ -103,17 +68,21 @@ def _no_auths() -> Mapping[str, RegistryAuth]:
 @dataclass(frozen=True, slots=True)
 class RegistryConfig:
     config_path: Path = Path("/etc/crishim/certs.d")
-    # Keyed by registry host as written in image references ("host:port").
+    """containerd's hosts.toml layout: one folder per registry host, with mirrors, CAs and headers."""
     auths: Mapping[str, RegistryAuth] = field(default_factory=_no_auths)
+    """Credentials by registry host as written in image references ("host:port"), used when the CRI request
+    carries none."""
 
 
 @dataclass(frozen=True, slots=True)
 class ImageSettings:
     snapshotter: str = "overlayfs"
+    """The snapshotter that unpacks layers and makes containers' root filesystems: overlayfs or native."""
     max_concurrent_downloads: int = 3
-    # Seconds a pull may go without receiving a byte before it is cancelled
-    # (containerd: image_pull_progress_timeout); 0 disables the check.
+    """Layers one pull downloads at a time (containerd: max_concurrent_downloads)."""
     pull_progress_timeout: float = 300.0
+    """Seconds a pull may go without receiving a byte before it is cancelled; 0 disables the check
+    (containerd: image_pull_progress_timeout)."""
 
     def __post_init__(self) -> None:
         if not self.snapshotter:
@@ -127,12 +96,21 @@ class ImageSettings:
 @dataclass(frozen=True, slots=True)
 class StreamSettings:
     address: str = "127.0.0.1"
+    """Where the streaming server behind Exec, Attach and PortForward URLs listens
+    (containerd: stream_server_address)."""
     port: int = 0
+    """Its port; 0 picks a free one at start (containerd: stream_server_port)."""
     enable_tls: bool = False
+    """Serve https; without the two files below a self-signed pair is made at start
+    (containerd: enable_tls_streaming)."""
     tls_cert_file: str = ""
+    """PEM certificate for TLS streaming; goes with tls_key_file."""
     tls_key_file: str = ""
+    """PEM private key of that certificate."""
     idle_timeout: float = 4 * 3600.0
+    """Seconds a streaming session may go without traffic before it is closed (containerd: stream_idle_timeout)."""
     creation_timeout: float = 30.0
+    """Seconds a client gets to open its streams after connecting."""
 
     def __post_init__(self) -> None:
         if not self.address:
@@ -150,7 +128,9 @@ class StreamSettings:
 @dataclass(frozen=True, slots=True)
 class RuntimeFeatureSettings:
     recursive_read_only_mounts: bool = True
+    """Offer recursive read-only mounts with this handler, if its probe at start makes one."""
     user_namespaces: bool = True
+    """Offer user namespaces with this handler, if its probe at start passes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,10 +138,13 @@ class RuntimeSettings:
     """One runtime handler: an OCI runtime with runc's command line (runc, crun)."""
 
     binary: str = "runc"
+    """The OCI runtime's executable, by name on PATH or by absolute path; it takes runc's command line."""
     root: str = ""
+    """Its --root, where it keeps container state; "" means <state>/<handler name>."""
     features: RuntimeFeatureSettings = field(default_factory=RuntimeFeatureSettings)
-    # A built-in handler is left out quietly when its binary is not installed; a configured one is reported.
+    """Upper bounds of what the handler offers: a feature is reported only when its probe passes too."""
     optional: bool = False
+    """true: left out quietly when the binary is not installed (as the built-in crun); false: reported."""
 
 
 def _default_runtimes() -> Mapping[str, RuntimeSettings]:
@@ -171,19 +154,29 @@ def _default_runtimes() -> Mapping[str, RuntimeSettings]:
 @dataclass(frozen=True, slots=True)
 class Config:
     root: Path = Path("/var/lib/crishim")
+    """Data kept across reboots: content store, snapshots, metadata database (containerd: root)."""
     state: Path = Path("/run/crishim")
-    # As written; "" means the default under ``state``. Use ``socket`` to connect or bind.
+    """Data of this boot only: the socket, OCI bundles, runtime state, namespace pins (containerd: state)."""
     address: str = ""
+    """The unix socket kubelet and crictl connect to; "" means <state>/crishim.sock."""
     metrics_address: str = "127.0.0.1:1338"
+    """HOST:PORT serving Prometheus metrics at /metrics ([brackets] around an IPv6 host); "" disables it."""
     log_level: str = "info"
-    # CNI: the first network config file (by name) in the conf dir; plugins from the colon-separated bin dirs.
+    """debug, info, warning, error or critical (warn and fatal are read as warning and critical)."""
     cni_conf_dir: Path = Path("/etc/cni/net.d")
+    """Where the pod network is configured: the first *.conf, *.conflist or *.json file by name is used."""
     cni_bin_dir: str = "/usr/lib/cni:/opt/cni/bin"
+    """Colon-separated folders searched for CNI plugins."""
     image: ImageSettings = field(default_factory=ImageSettings)
+    """Pulling and unpacking images."""
     stream: StreamSettings = field(default_factory=StreamSettings)
+    """The streaming server behind Exec, Attach and PortForward."""
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    """Registry hosts and credentials."""
     default_runtime: str = "runc"
+    """The runtime handler of pods whose RunPodSandbox names none; must have a [runtimes] table."""
     runtimes: Mapping[str, RuntimeSettings] = field(default_factory=_default_runtimes)
+    """Runtime handlers by name (a RuntimeClass's handler). Tables given replace the built-in runc and crun."""
 
     def __post_init__(self) -> None:
         for name in ("root", "state"):
