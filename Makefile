@@ -3,7 +3,7 @@
 PYTHON := .venv/bin/python
 ARGS ?=
 
-.PHONY: setup setup-test configure run test unit lint proto bench conformance crash fuzz
+.PHONY: setup setup-test configure run demo test unit lint proto bench conformance crash fuzz
 
 setup:
 	./script/setup/install-deps run
@@ -16,6 +16,12 @@ configure:
 
 run: setup configure
 	$(PYTHON) -m cri serve $(ARGS)
+
+# build/demo.tar: an image to import and run without a registry (Debian's static busybox in one layer).
+demo:
+	dpkg-query -W -f='$${Status}' busybox-static 2>/dev/null | grep -q "install ok installed" || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends busybox-static; }
+	python3 script/demo-image
 
 test: setup-test lint
 	$(PYTHON) -m pytest tests $(ARGS)
