@@ -51,6 +51,9 @@ def test_prometheus_sees_what_crictl_did(cri: CriEnv, prometheus: Prometheus, re
     cri.create(pod_id, cri.container("created"))
     cri.crictl("stop", cri.run(pod_id, cri.container("stopped")))
     cri.crictl("exec", running, "true")  # a streaming exec session
+    gone = cri.runp()
+    cri.crictl("stopp", gone)
+    cri.crictl("rmp", gone)
     cri.crictl("rmi", test_images["zstd"].ref)  # its blobs go in a background collection
 
     prometheus.wait_for(since('crishim_image_pulls_total{outcome="success"}'), 2)
@@ -63,8 +66,10 @@ def test_prometheus_sees_what_crictl_did(cri: CriEnv, prometheus: Prometheus, re
     prometheus.wait_for('crishim_pod_sandboxes{state="ready"}', 1)
     prometheus.wait_for('crishim_pod_sandboxes{state="notready"}', 0)
 
+    # A removal stops the pod again, as containerd's does, and so runs CNI DEL a second time (it is idempotent).
     operations = {("container", "create"): 3, ("container", "start"): 2, ("container", "stop"): 1,
-                  ("sandbox", "run"): 1, ("cni", "setup"): 1}
+                  ("sandbox", "run"): 2, ("sandbox", "stop"): 1, ("sandbox", "remove"): 1,
+                  ("cni", "setup"): 2, ("cni", "teardown"): 2}
     for (kind, operation), count in operations.items():
         prometheus.wait_for(since(f'crishim_{kind}_operations_total{{operation="{operation}", outcome="success"}}'),
                             count)
