@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import httpx
 import pytest
 
+from cri.config import Config
+from cri.image_service import ImageService
 from cri.metrics import CONTAINER_OPERATIONS, Metrics, start_server
-from errdefs import FailedPrecondition, NotFound, Unavailable
+from errdefs import CrishimError, FailedPrecondition, NotFound, Unavailable
+from store.digest import sha256_of
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
@@ -107,3 +111,24 @@ def test_process_metrics() -> None:
     metrics = Metrics()
     assert (sample(metrics, "process_resident_memory_bytes") or 0) > 0
     assert (sample(metrics, "process_open_fds") or 0) > 0
+
+
+def test_image_service_collections_are_counted(tmp_path: Path) -> None:
+    metrics = Metrics()
+    images = ImageService.from_config(Config(root=tmp_path / "root", state=tmp_path / "state"), metrics)
+    try:
+        orphan = b"a blob no image refers to" * 100
+        with images.content.writer("orphan", sha256_of(orphan), len(orphan)) as writer:
+            writer.write(orphan)
+            writer.commit()
+        images.collect_garbage()
+        assert sample(metrics, "crishim_gc_runs_total", outcome="success") == 1
+        assert sample(metrics, "crishim_gc_freed_blobs_total") == 1
+        assert sample(metrics, "crishim_gc_freed_bytes_total") == len(orphan)
+        assert sample(metrics, "crishim_gc_freed_snapshots_total", snapshotter="overlayfs") == 0
+    finally:
+        images.close()
+    with pytest.raises(CrishimError):
+        images.collect_garbage()  # its database is closed
+    assert sample(metrics, "crishim_gc_runs_total", outcome="failure") == 1
+    assert sample(metrics, "crishim_gc_duration_seconds_count") == 2
