@@ -35,7 +35,7 @@ import structlog
 
 from errdefs import InvalidArgument
 
-__all__ = ["ApplyResult", "apply_tar"]
+__all__ = ["ApplyResult", "apply_tar", "inherit_parent_attributes"]
 
 log = structlog.get_logger(__name__)
 
@@ -56,16 +56,21 @@ class ApplyResult:
     entries: int = 0
     size: int = 0
     dir_times: list[tuple[str, int]] = field(default_factory=list)  # (name inside the root, mtime ns)
+    # Directories an entry needed but the layer lacks, made 0755 while the layers below were unknown.
+    implicit_dirs: list[str] = field(default_factory=list)
 
 
 def apply_tar(stream: BinaryIO, root: Path, whiteouts: str = "overlay",
-              parents: Sequence[Path] = ()) -> ApplyResult:
+              parents: Sequence[Path] | None = ()) -> ApplyResult:
     """Extract the tar read from ``stream`` into ``root``; returns what it wrote.
 
     ``parents`` are the layers below (nearest first), consulted for the
-    attributes of directories the layer needs but does not carry.
+    attributes of directories the layer needs but does not carry. ``None``
+    means they are not there yet (layers unpacked side by side): such
+    directories are listed in the result, for ``inherit_parent_attributes``
+    once the layers below are.
     """
-    applier = _Applier(str(root), whiteouts, [os.path.realpath(p) for p in parents])
+    applier = _Applier(str(root), whiteouts, None if parents is None else [os.path.realpath(p) for p in parents])
     try:
         with tarfile.open(fileobj=stream, mode="r|", errorlevel=2, tarinfo=_BoundedTarInfo) as archive:
             for member in archive:
@@ -86,7 +91,7 @@ class _BoundedTarInfo(tarfile.TarInfo):
 
 
 class _Applier:
-    def __init__(self, root: str, whiteouts: str, parents: list[str]) -> None:
+    def __init__(self, root: str, whiteouts: str, parents: list[str] | None) -> None:
         if whiteouts not in ("overlay", "delete"):
             raise ValueError(f"unknown whiteout mode {whiteouts!r}")
         self.root = os.path.realpath(root)
@@ -114,6 +119,8 @@ class _Applier:
         self.result.entries += 1
 
     def finish(self) -> None:
+        # A directory the layer carries after all keeps its own attributes.
+        self.result.implicit_dirs = [d for d in dict.fromkeys(self.result.implicit_dirs) if d not in self._written]
         # Directory times last: creating entries inside a directory changes its mtime. Names are resolved
         # again, inside the root, because a later entry may have replaced a parent with a symlink.
         for name, mtime in reversed(self.result.dir_times):
@@ -148,19 +155,13 @@ class _Applier:
         _remove(path)
 
     def _make_parent(self, path: str) -> None:
-        """As containerd's mkparent: the nearest layer holding the path decides its attributes."""
         os.mkdir(path, 0o755)
         os.chmod(path, 0o755)
         relative = os.path.relpath(path, self.root)
-        for lower in self.parents:
-            source = _resolve_in(lower, relative, relative)
-            st = _lstat(source) if source is not None else None
-            if st is None:
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                assert source is not None
-                _copy_dir_attributes(source, st, path)
-            return  # a file or a whiteout there: replaced, so nothing is copied
+        if self.parents is None:
+            self.result.implicit_dirs.append(relative)
+        else:
+            _inherit(path, relative, self.parents, times=True)
 
     def _create(self, path: str, name: str, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
         existing = _lstat(path)
@@ -243,6 +244,30 @@ class _Applier:
                 self._remove(os.path.join(parent_path, entry))
 
 
+def inherit_parent_attributes(root: Path, implicit_dirs: Sequence[str], parents: Sequence[Path]) -> None:
+    """Give directories made without the layers below the attributes those layers have for them."""
+    lowers = [os.path.realpath(p) for p in parents]
+    real_root = os.path.realpath(root)
+    for relative in implicit_dirs:
+        path = _resolve_in(real_root, relative, relative)
+        if path is not None and os.path.isdir(path) and not os.path.islink(path):
+            # Not the times: made before its entries, such a directory's times are those of its last entry.
+            _inherit(path, relative, lowers, times=False)
+
+
+def _inherit(path: str, relative: str, lowers: Sequence[str], times: bool) -> None:
+    """As containerd's mkparent: the nearest layer holding the path decides its attributes."""
+    for lower in lowers:
+        source = _resolve_in(lower, relative, relative)
+        st = _lstat(source) if source is not None else None
+        if st is None:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            assert source is not None
+            _copy_dir_attributes(source, st, path, times)
+        return  # a file or a whiteout there: replaced, so nothing is copied
+
+
 def _resolve_in(root: str, relative: str, entry: str,
                 on_missing: Callable[[str], None] | None = None, start: str | None = None) -> str | None:
     """``relative`` inside ``root`` (from ``start``, a resolved folder in it) with symlinks resolved as if
@@ -292,13 +317,14 @@ def _set_xattr(path: str, key: str, value: str) -> None:
         log.debug("apply.xattr_skipped", path=path, xattr=key, error=exc.strerror)
 
 
-def _copy_dir_attributes(source: str, st: os.stat_result, path: str) -> None:
+def _copy_dir_attributes(source: str, st: os.stat_result, path: str, times: bool) -> None:
     os.chown(path, st.st_uid, st.st_gid)
     os.chmod(path, stat.S_IMODE(st.st_mode))
     for name in os.listxattr(source, follow_symlinks=False):
         if name.startswith("user."):  # containerd copies up only user xattrs
             os.setxattr(path, name, os.getxattr(source, name, follow_symlinks=False), follow_symlinks=False)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    if times:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def _clean(name: str) -> str:

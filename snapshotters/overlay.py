@@ -30,6 +30,12 @@ class OverlaySnapshotter(LocalSnapshotter):
         super().__init__(root)
         self._index_off = kernel_has_index_param()
 
+    can_rebase = True
+
+    def rebase(self, key: str, parent: str) -> None:
+        with self._store.transaction() as tx:
+            tx.rebase(key, parent)
+
     def lower_dirs(self, key: str) -> list[str]:
         with self._store.transaction() as tx:
             record = tx.get(key)

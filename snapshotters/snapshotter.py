@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from errdefs import FailedPrecondition
+
 __all__ = ["Info", "Kind", "Mount", "Snapshotter", "Usage"]
 
 
@@ -113,6 +115,13 @@ class Snapshotter(abc.ABC):
     @abc.abstractmethod
     def lower_dirs(self, key: str) -> list[str]:
         """The read-only layers under an Active snapshot's ``apply_dir``, nearest first (none if it is a copy)."""
+
+    # Whether an Active snapshot's parent may change before it is committed (``rebase``): its folder does not
+    # depend on the layers below, so layers can be unpacked side by side and stacked afterwards.
+    can_rebase = False
+
+    def rebase(self, key: str, parent: str) -> None:
+        raise FailedPrecondition(f"snapshotter {type(self).__name__} cannot change the parent of {key!r}")
 
     @property
     @abc.abstractmethod

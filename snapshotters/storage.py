@@ -120,6 +120,16 @@ class StorageTx:
             (name, int(Kind.COMMITTED), _dump(merged), _now(), usage.size, usage.inodes, record.id))
         return self.get(name)
 
+    def rebase(self, key: str, parent: str) -> SnapshotRecord:
+        """Put Active ``key`` on ``parent`` (Committed), e.g. a layer unpacked before the layers below it."""
+        record = self.get(key)
+        if record.info.kind != Kind.ACTIVE:
+            raise FailedPrecondition(f"snapshot {key!r} is {record.info.kind}, not Active")
+        if parent and (parent_kind := self.get(parent).info.kind) != Kind.COMMITTED:
+            raise FailedPrecondition(f"parent {parent!r} is {parent_kind}, not Committed")
+        self._conn.execute("UPDATE snapshots SET parent=?, updated_at=? WHERE id=?", (parent, _now(), record.id))
+        return self.get(key)
+
     def remove(self, key: str) -> SnapshotRecord:
         record = self.get(key)
         child = self._conn.execute("SELECT key FROM snapshots WHERE parent=? LIMIT 1", (key,)).fetchone()

@@ -39,6 +39,12 @@ class Cancellation:
                 return
         callback()
 
+    def child(self) -> Cancellation:
+        """A token set with this one, that can also be set alone (e.g. one pull's work, when one part fails)."""
+        token = Cancellation()
+        self.on_cancel(lambda: token.cancel(self._reason))
+        return token
+
     @property
     def cancelled(self) -> bool:
         return self._event.is_set()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -182,6 +182,7 @@ class Writer:
         (path / "total").write_text(str(total))
         self._file = (path / "data").open("a+b")
         self.offset = self._rehash()
+        self._tee: Callable[[int, bytes], None] | None = None
 
     def _rehash(self) -> int:
         """Hash what an earlier, interrupted download left, so it can resume."""
@@ -195,11 +196,22 @@ class Writer:
             offset += len(chunk)
         return offset
 
+    def tee(self, sink: Callable[[int, bytes], None]) -> None:
+        """Pass the blob's bytes to ``sink(offset, data)`` too: what an earlier download left, then every write."""
+        self._file.flush()
+        position = 0
+        while position < self.offset and (chunk := os.pread(self._file.fileno(), _CHUNK, position)):
+            sink(position, chunk)
+            position += len(chunk)
+        self._tee = sink
+
     def write(self, data: bytes) -> None:
         if self.offset + len(data) > self.total:
             raise DataLoss(f"content {self.expected}: more than the expected {self.total} bytes")
         self._file.write(data)
         self._hash.update(data)
+        if self._tee is not None:
+            self._tee(self.offset, data)
         self.offset += len(data)
 
     def truncate(self) -> None:

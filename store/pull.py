@@ -1,44 +1,48 @@
 """Pulling an image into the content store, labelled the way containerd labels it.
 
 The reference is resolved to an index or manifest; for an index the manifest
-for this platform is chosen; then config and layers are fetched concurrently.
-Blobs fetched so far are held by a lease so a collection running meanwhile
-keeps them. Content records, their labels and whatever the caller records (the
-image names) land in one transaction at the end, so a failed pull leaves no
-image behind.
+for this platform is chosen; then its config is fetched, and the layers not
+unpacked yet are downloaded side by side, each fed to the unpacker while it
+downloads (nothing is read back from disk). Blobs fetched so far are held by a
+lease so a collection running meanwhile keeps them. Content records, their
+labels and whatever the caller records (the image names) land in one
+transaction at the end, so a failed pull leaves no image behind.
+
+When one layer fails, the pull's other layers stop at their next chunk. A
+layer whose bytes are wrong (digest, size, diff ID, a malformed tar) also has
+the pull's ingests removed, as a retry must not resume them; after a
+cancellation or a lost connection they stay, so a retry resumes them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from errdefs import InvalidArgument, NotFound
+from errdefs import Cancelled, DataLoss, InvalidArgument, NotFound
 from store import mediatypes
 from store.cancel import Cancellation
 from store.content import ContentStore
 from store.descriptor import Descriptor, ImageConfig, Index, Manifest
-from store.digest import Digest
 from store.gc import LABEL_EXPIRE, LEASE_CONTENT
-from store.identity import chain_ids
+from store.layer_stream import ContentLabels, LayerSink, LayerStream
 from store.metadata import Lease, MetadataDB, Tx
 from store.platforms import Platform, ranked
 from store.reference import Reference
 from store.remote import Credentials, HostsConfig, RegistryClient
 
-__all__ = ["ContentLabels", "PulledImage", "Puller", "distribution_source_label"]
+__all__ = ["ContentLabels", "LayerSink", "LayerStream", "PulledImage", "Puller", "distribution_source_label"]
 
 log = structlog.get_logger(__name__)
 
 LABEL_DISTRIBUTION_SOURCE = "containerd.io/distribution.source."
 _LEASE_TTL = timedelta(hours=24)
-# Labels to add to blobs, by digest.
-ContentLabels = dict[Digest, dict[str, str]]
 _MAX_INDEX_DEPTH = 4
 # containerd's limits for documents it reads whole.
 _MAX_MANIFEST = 4 << 20
@@ -74,25 +78,21 @@ class Puller:
         self._on_bytes = on_bytes
 
     def pull(self, namespace: str, ref: Reference, credentials: Credentials | None,
+             unpack: Callable[[PulledImage, Cancellation], LayerSink],
              record: Callable[[Tx, PulledImage], None] = lambda tx, image: None,
-             unpack: Callable[[PulledImage], ContentLabels] = lambda image: {},
-             have_layer: Callable[[Digest], bool] = lambda chain: False,
              cancel: Cancellation | None = None) -> PulledImage:
-        """Fetch ``ref`` and commit its content.
+        """Fetch ``ref``, unpacking its layers as they download, and commit its content.
 
-        ``have_layer(chain ID)`` tells which layers need no download (they are
-        unpacked already); ``unpack`` runs once everything is fetched and returns
-        more labels for the image's blobs; ``record`` runs inside the final
+        ``unpack(image, cancel)`` gives the sink the layers are fed to; its
+        labels go on the image's blobs. ``record`` runs inside the final
         transaction. Once ``cancel`` is set the pull stops at its next chunk and
         fails with Cancelled; its lease goes, its partial downloads stay in ingest/.
         """
-        cancel = cancel or Cancellation()
+        cancel = (cancel or Cancellation()).child()
         lease = self._create_lease(namespace)
         try:
             with self._client(ref, credentials, cancel) as client:
-                image, fetched = _Pull(self, client, namespace, lease.id, ref, have_layer, cancel).run()
-            cancel.check()
-            extra = unpack(image)
+                image, fetched, extra = _Pull(self, client, namespace, lease.id, ref, unpack, cancel).run()
             cancel.check()
             with self._db.transaction() as tx:
                 for item in fetched:
@@ -120,8 +120,9 @@ class _Pull:
     """The state of one pull: which blobs it has fetched and how they are labelled."""
 
     def __init__(self, puller: Puller, client: RegistryClient, namespace: str, lease_id: str,
-                 ref: Reference, have_layer: Callable[[Digest], bool], cancel: Cancellation) -> None:
-        self._have_layer = have_layer
+                 ref: Reference, unpack: Callable[[PulledImage, Cancellation], LayerSink],
+                 cancel: Cancellation) -> None:
+        self._unpack = unpack
         self._cancel = cancel
         self._p = puller
         self._client = client
@@ -129,7 +130,7 @@ class _Pull:
         self._lease_id = lease_id
         self._ref = ref
 
-    def run(self) -> tuple[PulledImage, list[_Fetched]]:
+    def run(self) -> tuple[PulledImage, list[_Fetched], ContentLabels]:
         target = self._client.resolve(self._ref.object)
         if self._ref.digest and target.digest != self._ref.digest:
             raise InvalidArgument(f"{self._ref}: registry resolved it to {target.digest}")
@@ -140,12 +141,17 @@ class _Pull:
         config = ImageConfig.parse(self._fetch_bytes(manifest.config))
         fetched.append(_Fetched(manifest.config, {}))
         self._check(target, manifest, config)
+        image = PulledImage(self._ref, target, manifest_desc, manifest.config, manifest.layers, config)
+        sink = self._unpack(image, self._cancel)
         # Like containerd, a layer whose snapshot exists already is not downloaded again.
-        missing = [layer for layer, chain in zip(manifest.layers, chain_ids(config.diff_ids), strict=True)
-                   if not self._have_layer(chain)]
-        self._fetch_all(missing)
-        fetched += [_Fetched(d, {}) for d in missing]
-        return PulledImage(self._ref, target, manifest_desc, manifest.config, manifest.layers, config), fetched
+        missing = [i for i in range(len(manifest.layers)) if sink.needs(i)]
+        try:
+            self._fetch_layers(manifest.layers, missing, sink)
+        except (DataLoss, InvalidArgument):
+            self._drop_ingests([manifest.layers[i] for i in missing])
+            raise
+        fetched += [_Fetched(manifest.layers[i], {}) for i in missing]
+        return image, fetched, sink.labels()
 
     def _select_manifest(self, desc: Descriptor, fetched: list[_Fetched]) -> Descriptor:
         for _ in range(_MAX_INDEX_DEPTH):
@@ -181,26 +187,78 @@ class _Pull:
         self._fetch(desc)
         return self._p._content.read(desc.digest)
 
-    def _fetch_all(self, descs: Iterable[Descriptor]) -> None:
-        pool = ThreadPoolExecutor(self._p._max_downloads, thread_name_prefix="fetch")
+    def _fetch_layers(self, layers: Sequence[Descriptor], indexes: list[int], sink: LayerSink) -> None:
+        """Download the layers at ``indexes``, each streamed into ``sink`` on a thread of its own."""
+        if not indexes:
+            return
+        downloads = ThreadPoolExecutor(self._p._max_downloads, thread_name_prefix="fetch")
+        # An unpacker waits for the layers below before it commits, so each gets a thread of its own.
+        unpacks = ThreadPoolExecutor(len(indexes), thread_name_prefix="unpack")
+        futures: list[Future[None]] = []
         try:
-            for future in [pool.submit(self._fetch, d) for d in descs]:
-                future.result()
+            for i in indexes:
+                stream = LayerStream(self._cancel)
+                futures.append(unpacks.submit(sink.consume, i, stream))
+                futures.append(downloads.submit(self._fetch_into, layers[i], stream))
+            _first_error(futures, self._cancel)
         finally:
-            # After a failure, downloads not started yet are dropped instead of run for nothing.
-            pool.shutdown(wait=True, cancel_futures=True)
+            downloads.shutdown(wait=True, cancel_futures=True)
+            unpacks.shutdown(wait=True)
 
-    def _fetch(self, desc: Descriptor) -> None:
+    def _fetch_into(self, desc: Descriptor, stream: LayerStream) -> None:
+        try:
+            self._fetch(desc, stream)
+        except BaseException as exc:
+            stream.fail(exc)
+            raise
+        stream.close()
+
+    def _fetch(self, desc: Descriptor, stream: LayerStream | None = None) -> None:
         content = self._p._content
         with self._p._db.transaction() as tx:
             tx.add_lease_resource(self._namespace, self._lease_id, LEASE_CONTENT, str(desc.digest))
         if content.exists(desc.digest):
+            _replay(content, desc, stream)
             return
         with content.writer(_ref_key(desc), desc.digest, desc.size, cancel=self._cancel) as writer:
             if content.exists(desc.digest):
-                return  # another pull committed it while we waited for the ingest
+                _replay(content, desc, stream)  # another pull committed it while we waited for the ingest
+                return
             log.debug("pull.fetch", digest=str(desc.digest), size=desc.size, resume_at=writer.offset)
+            if stream is not None:
+                writer.tee(stream.feed)
             self._client.fetch(desc, writer)
+
+    def _drop_ingests(self, layers: list[Descriptor]) -> None:
+        for desc in layers:
+            with contextlib.suppress(NotFound):
+                self._p._content.abort(_ref_key(desc))
+
+
+def _first_error(futures: list[Future[None]], cancel: Cancellation) -> None:
+    """Wait for all; after the first failure the rest are stopped, and the error that stopped them is raised."""
+    done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+    failed = [f for f in futures if f in done and f.exception() is not None]
+    if not failed:
+        return
+    first = failed[0].exception()
+    assert first is not None
+    cancel.cancel(f"another layer of this pull failed: {first}")
+    wait(pending)
+    # Layers stopped because of the failure fail with Cancelled; the cause is what the caller needs.
+    causes = [e for f in futures if (e := f.exception()) is not None and not isinstance(e, Cancelled)]
+    raise causes[0] if causes else first
+
+
+def _replay(content: ContentStore, desc: Descriptor, stream: LayerStream | None) -> None:
+    """Feed a blob the store has already (another image's layer) to the unpacker."""
+    if stream is None:
+        return
+    with content.open(desc.digest) as blob:
+        offset = 0
+        while chunk := blob.read(1 << 20):
+            stream.feed(offset, chunk)
+            offset += len(chunk)
 
 
 def _ref_key(desc: Descriptor) -> str:

@@ -29,9 +29,8 @@ def pull_image(svc: ImageService, request: api_pb2.PullImageRequest,
     cancel = cancel or Cancellation()
     try:
         with svc.metrics.pull(), svc.pulling():
-            image = svc.puller.pull(CRI_NAMESPACE, ref, credentials, record=_record_names,
-                                    unpack=lambda pulled: svc.unpacker.unpack(pulled, cancel),
-                                    have_layer=svc.unpacker.has_layer, cancel=cancel)
+            image = svc.puller.pull(CRI_NAMESPACE, ref, credentials, svc.unpacker.start, record=_record_names,
+                                    cancel=cancel)
     except BaseException:
         # Blobs of a failed pull are garbage once its lease is gone; only resumable ingests stay.
         svc.collect_garbage()

@@ -1,10 +1,17 @@
 """Unpacking a pulled image's layers into a snapshotter, as containerd's unpacker does.
 
-Each layer is decompressed while its diff ID is hashed, applied into a fresh
-Active snapshot and committed under its chain ID with the previous chain ID as
-parent. A layer already present (same chain ID) is skipped; a per-chain lock
-makes two concurrent pulls of one image unpack each layer once. A diff ID
-mismatch removes the half-made snapshot and fails the pull.
+Each layer is unpacked while it downloads: its compressed stream is
+decompressed while its diff ID is hashed and applied into a fresh Active
+snapshot, which is committed under its chain ID with the previous chain ID as
+parent. With a snapshotter whose Active snapshots can change parent (overlay),
+layers unpack side by side, each into its own folder: what a layer takes from
+the layers below (the attributes of parent directories it lacks) is filled in
+once they are committed, and commits go in chain order, so the result is the
+one a layer-by-layer unpack gives. Otherwise each layer waits for the one below.
+
+A layer already present (same chain ID) is skipped; a per-chain lock makes two
+concurrent pulls of one image unpack each layer once. A diff ID mismatch (or
+any failure) removes the half-made snapshot and fails the pull.
 """
 
 from __future__ import annotations
@@ -13,15 +20,18 @@ import errno
 import gzip
 import io
 import secrets
+import threading
+import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, cast
+from typing import BinaryIO, Protocol, cast
 
 import structlog
 import zstandard
 
-from errdefs import DataLoss, NotFound, PermissionDenied, Unavailable
-from snapshotters.apply import apply_tar
+from errdefs import Cancelled, DataLoss, NotFound, Unavailable
+from snapshotters.apply import ApplyResult, apply_tar, inherit_parent_attributes
 from snapshotters.compression import HashingReader, decompressed
 from snapshotters.snapshotter import Kind, Snapshotter
 from store import mediatypes
@@ -30,10 +40,10 @@ from store.content import ContentStore
 from store.descriptor import Descriptor, ImageConfig
 from store.digest import Digest
 from store.identity import chain_ids
+from store.layer_stream import ContentLabels, LayerStream
 from store.locks import KeyedLocks
-from store.pull import ContentLabels
 
-__all__ = ["EXTRACT_PREFIX", "Unpackable", "Unpacker"]
+__all__ = ["EXTRACT_PREFIX", "ImageUnpack", "Unpackable", "Unpacker"]
 
 log = structlog.get_logger(__name__)
 
@@ -59,23 +69,35 @@ class Unpackable(Protocol):
 class Unpacker:
     def __init__(self, content: ContentStore, snapshotter: Snapshotter, snapshotter_name: str) -> None:
         self._content = content
-        self._sn = snapshotter
-        self._name = snapshotter_name
-        self._chain_locks = KeyedLocks()
+        self.sn = snapshotter
+        self.name = snapshotter_name
+        self.chain_locks = KeyedLocks()
+
+    def start(self, image: Unpackable, cancel: Cancellation) -> ImageUnpack:
+        """The unpack of one image, fed layer by layer (a pull's LayerSink)."""
+        return ImageUnpack(self, image, cancel)
 
     def unpack(self, image: Unpackable, cancel: Cancellation | None = None) -> ContentLabels:
-        """Unpack every layer not unpacked yet; a set ``cancel`` stops it at the next read of a layer."""
-        cancel = cancel or Cancellation()
-        parent = ""
-        labels: ContentLabels = {}
-        chains = chain_ids(image.image_config.diff_ids)
-        for layer, diff_id, chain_digest in zip(image.layers, image.image_config.diff_ids, chains, strict=True):
-            chain = str(chain_digest)
-            self._ensure_layer(layer, diff_id, chain, parent, cancel)
-            labels[layer.digest] = {LABEL_UNCOMPRESSED: str(diff_id)}
-            parent = chain
-        labels[image.config.digest] = {LABEL_SNAPSHOT_REF + self._name: parent}
-        return labels
+        """Unpack every layer not unpacked yet from blobs the content store holds."""
+        job = self.start(image, (cancel or Cancellation()).child())
+        needed = [i for i in range(len(image.layers)) if job.needs(i)]
+        with ThreadPoolExecutor(max(1, len(needed)), thread_name_prefix="unpack") as pool:
+            futures = [pool.submit(self._unpack_stored, job, image.layers[i], i) for i in needed]
+        errors = [e for f in futures if (e := f.exception()) is not None]
+        if errors:
+            # The layers the first failure stopped fail with Cancelled; the cause is what the caller needs.
+            raise next((e for e in errors if not isinstance(e, Cancelled)), errors[0])
+        return job.labels()
+
+    def _unpack_stored(self, job: ImageUnpack, layer: Descriptor, index: int) -> None:
+        stream = LayerStream(job.cancel)
+        feeder = threading.Thread(target=_feed_stored, args=(self._content, layer, stream), daemon=True)
+        feeder.start()
+        try:
+            job.consume(index, stream)
+        finally:
+            stream.abandon()
+            feeder.join()
 
     def has_layer(self, chain: Digest) -> bool:
         """Whether a layer is unpacked already, so a pull need not download it (as containerd)."""
@@ -84,79 +106,124 @@ class Unpacker:
     def remove_leftovers(self) -> None:
         """Drop Active extraction snapshots a crash interrupted."""
         stale: list[str] = []
-        self._sn.walk(lambda info: stale.append(info.name)
+        self.sn.walk(lambda info: stale.append(info.name)
                       if info.kind == Kind.ACTIVE and info.name.startswith(EXTRACT_PREFIX) else None)
         for key in stale:
             log.info("unpack.leftover_removed", key=key)
-            self._sn.remove(key)
-
-    def _ensure_layer(self, layer: Descriptor, diff_id: Digest, chain: str, parent: str,
-                      cancel: Cancellation) -> None:
-        with self._chain_locks.hold(chain, cancel):
-            if self._exists(chain):
-                return
-            key = f"{EXTRACT_PREFIX}{secrets.token_hex(8)}-{chain}"
-            self._sn.prepare(key, parent, labels={LABEL_SNAPSHOT_CHAIN: chain})
-            try:
-                self._apply(layer, diff_id, key, cancel)
-                self._sn.commit(chain, key)
-            except BaseException:
-                self._sn.remove(key)
-                raise
-            log.debug("unpack.layer", chain_id=chain, layer=str(layer.digest))
-
-    def _apply(self, layer: Descriptor, diff_id: Digest, key: str, cancel: Cancellation) -> None:
-        try:
-            self._decompress_and_apply(layer, diff_id, key, cancel)
-        except (EOFError, zlib.error, zstandard.ZstdError, gzip.BadGzipFile) as exc:
-            raise DataLoss(f"layer {layer.digest}: corrupt {layer.media_type} data: {exc}") from exc
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise Unavailable(f"layer {layer.digest}: no space left to unpack it: {exc.strerror}") from exc
-            if exc.errno in (errno.EPERM, errno.EACCES):
-                raise PermissionDenied(f"layer {layer.digest}: cannot unpack it: {exc.strerror}: {exc.filename} "
-                                       "(unpacking sets owners, device nodes and xattrs: it needs root with "
-                                       "CAP_CHOWN, CAP_MKNOD and CAP_SYS_ADMIN)") from exc
-            raise
-
-    def _decompress_and_apply(self, layer: Descriptor, diff_id: Digest, key: str, cancel: Cancellation) -> None:
-        target, lowers = Path(self._sn.apply_dir(key)), [Path(p) for p in self._sn.lower_dirs(key)]
-        compression = mediatypes.layer_compression(layer.media_type) or mediatypes.Compression.NONE
-        with self._content.open(layer.digest) as blob:
-            reader = HashingReader(decompressed(cast(BinaryIO, _Cancellable(blob, cancel)), compression))
-            # Large reads from the decompressor; tarfile itself asks for 10 KiB at a time.
-            # A bottom layer has nothing below to hide: deletions are plain, as containerd applies it.
-            whiteouts = self._sn.whiteouts if lowers else "delete"
-            apply_tar(cast(BinaryIO, io.BufferedReader(reader, 1 << 20)), target, whiteouts, lowers)
-            reader.drain()
-        if reader.digest != str(diff_id):
-            raise DataLoss(f"layer {layer.digest}: uncompressed digest {reader.digest} does not match "
-                           f"diff ID {diff_id} in the image config")
+            self.sn.remove(key)
 
     def _exists(self, key: str) -> bool:
         try:
-            self._sn.stat(key)
+            self.sn.stat(key)
         except NotFound:
             return False
         return True
 
 
-class _Cancellable(io.RawIOBase):
-    """A layer blob whose every read first checks the pull's cancellation token."""
+class ImageUnpack:
+    """One image's layers, unpacked as their streams arrive and committed in chain order."""
 
-    def __init__(self, blob: BinaryIO, cancel: Cancellation) -> None:
-        self._blob = blob
-        self._cancel = cancel
+    def __init__(self, unpacker: Unpacker, image: Unpackable, cancel: Cancellation) -> None:
+        self._u = unpacker
+        self._image = image
+        self.cancel = cancel
+        self._chains = [str(c) for c in chain_ids(image.image_config.diff_ids)]
+        self._committed = [threading.Event() for _ in image.layers]
+        cancel.on_cancel(self._wake_all)
 
-    def readable(self) -> bool:
+    def _wake_all(self) -> None:
+        for event in self._committed:
+            event.set()
+
+    def needs(self, index: int) -> bool:
+        if self._u.has_layer(Digest.parse(self._chains[index])):
+            self._committed[index].set()
+            return False
         return True
 
-    def readinto(self, buffer: Any) -> int:
-        self._cancel.check()
-        data = self._blob.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+    def consume(self, index: int, stream: LayerStream) -> None:
+        sn = self._u.sn
+        chain, parent = self._chains[index], self._chains[index - 1] if index else ""
+        side_by_side = sn.can_rebase
+        if not side_by_side:
+            self._wait_below(index)
+        with self._u.chain_locks.hold(chain, self.cancel):
+            if self._u.has_layer(Digest.parse(chain)):
+                stream.abandon()
+                self._committed[index].set()
+                return
+            key = f"{EXTRACT_PREFIX}{secrets.token_hex(8)}-{chain}"
+            sn.prepare(key, "" if side_by_side else parent, labels={LABEL_SNAPSHOT_CHAIN: chain})
+            try:
+                started = time.monotonic()
+                result = self._apply(index, key, stream, side_by_side)
+                applied = time.monotonic() - started
+                self._wait_below(index)
+                if side_by_side and parent:
+                    sn.rebase(key, parent)
+                    inherit_parent_attributes(Path(sn.apply_dir(key)), result.implicit_dirs,
+                                              [Path(p) for p in sn.lower_dirs(key)])
+                sn.commit(chain, key)
+            except BaseException as exc:
+                sn.remove(key)
+                self.cancel.cancel(f"layer {index} of this image failed: {exc}")
+                raise
+        self._committed[index].set()
+        layer = self._image.layers[index]
+        log.info("unpack.layer_committed", layer=index, digest=str(layer.digest), chain_id=chain,
+                 size=layer.size, entries=result.entries, unpack_seconds=round(applied, 3))
 
-    def read(self, size: int = -1) -> bytes:
-        self._cancel.check()
-        return self._blob.read(size)
+    def labels(self) -> ContentLabels:
+        labels: ContentLabels = {layer.digest: {LABEL_UNCOMPRESSED: str(diff_id)} for layer, diff_id
+                                 in zip(self._image.layers, self._image.image_config.diff_ids, strict=True)}
+        top = self._chains[-1] if self._chains else ""
+        labels[self._image.config.digest] = {LABEL_SNAPSHOT_REF + self._u.name: top}
+        return labels
+
+    def _wait_below(self, index: int) -> None:
+        if index:
+            self._committed[index - 1].wait()
+        self.cancel.check()
+
+    def _apply(self, index: int, key: str, stream: LayerStream, side_by_side: bool) -> ApplyResult:
+        layer = self._image.layers[index]
+        try:
+            return self._decompress_and_apply(index, key, stream, side_by_side)
+        except (EOFError, zlib.error, zstandard.ZstdError, gzip.BadGzipFile) as exc:
+            raise DataLoss(f"layer {index} ({layer.digest}): corrupt {layer.media_type} data: {exc}") from exc
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise Unavailable(f"layer {index} ({layer.digest}): no space left to unpack it: "
+                                  f"{exc.strerror}") from exc
+            raise
+
+    def _decompress_and_apply(self, index: int, key: str, stream: LayerStream, side_by_side: bool) -> ApplyResult:
+        sn = self._u.sn
+        layer, diff_id = self._image.layers[index], self._image.image_config.diff_ids[index]
+        target = Path(sn.apply_dir(key))
+        lowers = None if side_by_side else [Path(p) for p in sn.lower_dirs(key)]
+        compression = mediatypes.layer_compression(layer.media_type) or mediatypes.Compression.NONE
+        reader = HashingReader(decompressed(cast(BinaryIO, io.BufferedReader(stream, 1 << 20)), compression))
+        # Large reads from the decompressor; tarfile itself asks for 10 KiB at a time.
+        # A bottom layer has nothing below to hide: deletions are plain, as containerd applies it.
+        whiteouts = sn.whiteouts if index else "delete"
+        result = apply_tar(cast(BinaryIO, io.BufferedReader(reader, 1 << 20)), target, whiteouts, lowers)
+        reader.drain()
+        stream.finish()  # the compressed digest and size are verified before the layer may be committed
+        if reader.digest != str(diff_id):
+            raise DataLoss(f"layer {index} ({layer.digest}): uncompressed digest {reader.digest} does not match "
+                           f"diff ID {diff_id} in the image config")
+        return result
+
+
+def _feed_stored(content: ContentStore, layer: Descriptor, stream: LayerStream) -> None:
+    try:
+        with content.open(layer.digest) as blob:
+            offset = 0
+            while chunk := blob.read(1 << 20):
+                stream.feed(offset, chunk)
+                offset += len(chunk)
+    except BaseException as exc:
+        stream.fail(exc)
+        return
+    stream.close()

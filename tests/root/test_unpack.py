@@ -158,3 +158,58 @@ def test_prune_keeps_live_chains_and_active_snapshots(setup: tuple[ContentStore,
     removed = prune(sn, live)
     assert len(removed) == 1
     assert set(keys(sn)) == {str(kept.image_config.diff_ids[0]), *live, "container"}
+
+
+def test_a_directory_a_layer_lacks_takes_the_attributes_of_the_layer_below(
+        setup: tuple[ContentStore, Snapshotter, Unpacker]) -> None:
+    content, sn, unpacker = setup
+    lower = _tar([_entry("d", tarfile.DIRTYPE, 0o710, uid=1000), _entry("d/x", tarfile.REGTYPE, 0o644)])
+    upper = _tar([_entry("d/e/f", tarfile.REGTYPE, 0o600)])
+    image = make_image_from_tars(content, [lower, upper])
+    top = unpacker.unpack(image)[image.config.digest][f"containerd.io/gc.ref.snapshot.{_name(sn)}"]
+    folder = _own_folder(sn, top)
+    st_d, st_e = (folder / "d").stat(), (folder / "d" / "e").stat()
+    assert (oct(st_d.st_mode & 0o7777), st_d.st_uid) == (oct(0o710), 1000)
+    assert (oct(st_e.st_mode & 0o7777), st_e.st_uid) == (oct(0o755), 0)
+
+
+def _name(sn: Snapshotter) -> str:
+    return "overlayfs" if isinstance(sn, OverlaySnapshotter) else "native"
+
+
+def _own_folder(sn: Snapshotter, committed: str) -> Path:
+    """The folder holding what the committed layer itself wrote (for native, its full copy)."""
+    mount = sn.prepare("probe", committed)[0]
+    if mount.type == "bind":
+        return Path(mount.source)
+    lowers = next(o for o in mount.options if o.startswith("lowerdir="))
+    return Path(lowers.removeprefix("lowerdir=").split(":")[0])
+
+
+def _entry(name: str, kind: bytes, mode: int, uid: int = 0) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.uid, info.gid = kind, mode, uid, uid
+    return info
+
+
+def _tar(entries: list[tarfile.TarInfo]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as archive:
+        for info in entries:
+            archive.addfile(info, io.BytesIO(b"") if info.isreg() else None)
+    return buf.getvalue()
+
+
+def make_image_from_tars(content: ContentStore, tars: list[bytes]) -> PulledImage:
+    descs = []
+    for raw in tars:
+        blob = gzip.compress(raw)
+        descs.append(Descriptor(GZIP, store_blob(content, blob), len(blob)))
+    config_doc = {"os": "linux", "architecture": "amd64",
+                  "rootfs": {"type": "layers", "diff_ids": [str(sha256_of(raw)) for raw in tars]}}
+    config_bytes = json.dumps(config_doc).encode()
+    config = Descriptor("application/vnd.oci.image.config.v1+json", store_blob(content, config_bytes),
+                        len(config_bytes))
+    manifest = Descriptor("application/vnd.oci.image.manifest.v1+json", sha256_of(b"m"), 1)
+    return PulledImage(Reference.parse("example.com/app:v1"), manifest, manifest, config, tuple(descs),
+                       ImageConfig.parse(config_bytes))
