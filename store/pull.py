@@ -17,6 +17,7 @@ cancellation or a lost connection they stay, so a retry resumes them.
 from __future__ import annotations
 
 import contextlib
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -192,20 +193,33 @@ class _Pull:
         if not indexes:
             return
         downloads = ThreadPoolExecutor(self._p._max_downloads, thread_name_prefix="fetch")
-        # An unpacker waits for the layers below before it commits, so each gets a thread of its own.
+        # An unpacker waits for the layers below before it commits, so each gets a thread of its own,
+        # started with its download.
         unpacks = ThreadPoolExecutor(len(indexes), thread_name_prefix="unpack")
-        futures: list[Future[None]] = []
+        unpacking: list[Future[None]] = []
+        lock = threading.Lock()
+
+        def unpack(i: int, stream: LayerStream) -> None:
+            with lock:
+                unpacking.append(unpacks.submit(sink.consume, i, stream))
+
         try:
-            for i in indexes:
-                stream = LayerStream(self._cancel)
-                futures.append(unpacks.submit(sink.consume, i, stream))
-                futures.append(downloads.submit(self._fetch_into, layers[i], stream))
-            _first_error(futures, self._cancel)
+            fetches = [downloads.submit(self._fetch_into, layers[i], i, unpack) for i in indexes]
+            # A failed unpack cancels the pull's token, which ends the downloads too.
+            wait(fetches, return_when=FIRST_EXCEPTION)
+            if any(f.done() and f.exception() is not None for f in fetches):
+                self._cancel.cancel("another layer of this pull failed")
+            wait(fetches)
+            with lock:
+                started = list(unpacking)
+            _first_error(fetches + started, self._cancel)
         finally:
             downloads.shutdown(wait=True, cancel_futures=True)
             unpacks.shutdown(wait=True)
 
-    def _fetch_into(self, desc: Descriptor, stream: LayerStream) -> None:
+    def _fetch_into(self, desc: Descriptor, index: int, unpack: Callable[[int, LayerStream], None]) -> None:
+        stream = LayerStream(self._cancel)
+        unpack(index, stream)
         try:
             self._fetch(desc, stream)
         except BaseException as exc:

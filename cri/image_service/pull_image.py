@@ -39,6 +39,12 @@ def pull_image(svc: ImageService, request: api_pb2.PullImageRequest,
     return api_pb2.PullImageResponse(image_ref=str(image.config.digest))
 
 
+def pull_key(svc: ImageService, request: api_pb2.PullImageRequest) -> tuple[str, Credentials | None]:
+    """Pulls with the same key are one pull: the same image, fetched with the same credentials."""
+    ref = Reference.parse(request.image.image)
+    return str(ref), _credentials(svc, request, ref)
+
+
 def image_names(image: PulledImage) -> list[str]:
     ref = image.reference
     names = {str(ref), str(image.config.digest), str(ref.with_digest(image.target.digest))}

@@ -15,7 +15,7 @@ from cri.image_service.collector import BackgroundCollector
 from cri.image_service.image_fs_info import image_fs_info
 from cri.image_service.image_status import image_status
 from cri.image_service.list_images import list_images
-from cri.image_service.pull_image import pull_image
+from cri.image_service.pull_image import pull_image, pull_key
 from cri.image_service.pull_pool import PullPool
 from cri.image_service.remove_image import remove_image
 from cri.image_service.unpack import Unpacker
@@ -137,7 +137,7 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
         if context is not None:
             # Runs when the RPC ends for any reason: cancelled, past its deadline, or answered.
             context.add_callback(lambda: cancel.cancel("the PullImage call was cancelled or timed out"))
-        return self._pull_pool.run(lambda token: pull_image(self, request, token), cancel)
+        return self._pull_pool.run(lambda token: pull_image(self, request, token), cancel, pull_key(self, request))
 
     def ListImages(self, request: Any, context: Any) -> api_pb2.ListImagesResponse:
         return list_images(self, request)

@@ -7,8 +7,17 @@ import hashlib
 import io
 import json
 import os
+import subprocess
 import tarfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import httpx
 
 from tests.support.compare import grpc_code
 from tests.support.daemon import Crishim
@@ -63,3 +72,63 @@ def test_a_diff_id_mismatch_stops_the_pull_and_leaves_nothing_of_it(crishim: Cri
     assert crishim.blobs() == blobs
     assert _listing(snapshots) == folders, "a half-made snapshot was left"
     assert _listing(ingests) == [], "an ingest of the failed pull was left"
+
+
+@contextmanager
+def counting_front(backend: Registry, blob_delay: float) -> Iterator[tuple[str, Counter[str]]]:
+    """A front that counts every request by method and path and holds each blob back ``blob_delay`` seconds,
+    so pulls asked for together overlap."""
+    seen: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    class Front(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802
+            self._pass()
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self._pass()
+
+        def _pass(self) -> None:
+            with lock:
+                seen[f"{self.command} {self.path}"] += 1
+            if "/blobs/" in self.path:
+                time.sleep(blob_delay)
+            upstream = httpx.request(self.command, backend.url + self.path, timeout=30,
+                                     headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+            self.send_response(upstream.status_code)
+            for key in ("Content-Type", "Docker-Content-Digest", "Content-Length"):
+                if key in upstream.headers:
+                    self.send_header(key, upstream.headers[key])
+            self.end_headers()
+            if self.command == "GET":
+                self.wfile.write(upstream.content)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Front)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_identical_pulls_at_once_share_one_pull(crishim: Crishim, registry: Registry) -> None:
+    _, digests = push_image(registry, "test/pipeline-shared", [1 << 20, 1 << 20, 1 << 20])
+    with counting_front(registry, blob_delay=2.0) as (front, seen):
+        ref = f"{front}/test/pipeline-shared:v1"
+        clients = [subprocess.Popen(crishim.crictl_client.command("pull", ref), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for _ in range(20)]
+        outputs = [client.communicate(timeout=120) for client in clients]
+    assert [client.returncode for client in clients] == [0] * 20, outputs
+    ids = {out.strip().rsplit(" ", 1)[-1] for out, _ in outputs}
+    assert len(ids) == 1, ids
+    for digest in digests:
+        assert seen[f"GET /v2/test/pipeline-shared/blobs/{digest}"] == 1, seen
+    resolves = [path for path in seen.elements() if path.endswith("/manifests/v1")]
+    assert len(resolves) == 1, seen
