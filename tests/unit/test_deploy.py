@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from pathlib import Path
 
 import yaml
 
 from cri import config
+from cri.metrics import Metrics
+from cri.scrape_metrics import BuildInfo, DiskUsage, ObjectStates, ProcessThreads
 from runtime.cni import load_config_list
 from store.remote.hosts import HostsConfig
 from tests.support.procs import run
@@ -46,3 +50,36 @@ def test_prometheus_scrapes_the_default_metrics_address() -> None:
     (job,) = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())["scrape_configs"]
     assert job["job_name"] == "crishim"
     assert job["static_configs"] == [{"targets": [config.Config().metrics_address]}]
+
+
+def test_dashboard_panels_are_well_formed() -> None:
+    dashboard = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    panels = dashboard["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    for panel in (p for p in panels if p["type"] != "row"):
+        refs = [t["refId"] for t in panel["targets"]]
+        assert refs and len(set(refs)) == len(refs), panel["title"]
+        assert panel["datasource"]["uid"].strip("${}") in variables, panel["title"]
+
+
+def test_dashboard_and_rules_use_only_series_crishim_exports() -> None:
+    exported = _exported_series()
+    dashboard = (DEPLOY / "grafana-dashboard.json").read_text()
+    rules = (DEPLOY / "prometheus-alerts.yml").read_text()
+    for name, text in (("dashboard", dashboard), ("alerting rules", rules)):
+        used = set(re.findall(r"\b(?:crishim|process)_[a-z_]+\b", text))
+        assert used, name
+        assert used <= exported, f"the {name} use series crishim does not export: {sorted(used - exported)}"
+
+
+def _exported_series() -> set[str]:
+    scrape_time = [ObjectStates(list, list), DiskUsage(DEPLOY, lambda: (0, 0), {}), BuildInfo("1", "abc"),
+                   ProcessThreads()]
+    names = {sample.name for family in Metrics().registry.collect() for sample in family.samples}
+    # Labelled families without a child yet have no samples: their names, with a histogram's series.
+    for family in Metrics().registry.collect():
+        names.add(family.name + ("_total" if family.type == "counter" else ""))
+        if family.type == "histogram":
+            names |= {f"{family.name}_{suffix}" for suffix in ("bucket", "count", "sum")}
+    return names | {family.name for collector in scrape_time for family in collector.describe()}

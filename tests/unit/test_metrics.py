@@ -9,6 +9,7 @@ import pytest
 from cri.config import Config
 from cri.image_service import ImageService
 from cri.metrics import CONTAINER_OPERATIONS, Metrics, start_server
+from cri.scrape_metrics import BuildInfo, DiskUsage, ObjectStates, ProcessThreads
 from errdefs import CrishimError, FailedPrecondition, NotFound, Unavailable
 from store.digest import sha256_of
 
@@ -132,3 +133,18 @@ def test_image_service_collections_are_counted(tmp_path: Path) -> None:
         images.collect_garbage()  # its database is closed
     assert sample(metrics, "crishim_gc_runs_total", outcome="failure") == 1
     assert sample(metrics, "crishim_gc_duration_seconds_count") == 2
+
+
+# Labels whose values grow with the workload: one series per pod, container or image would swamp Prometheus.
+PER_OBJECT_LABELS = {"container", "container_id", "pod", "pod_id", "sandbox", "sandbox_id", "image", "image_id",
+                     "id", "name", "namespace", "ref", "digest"}
+
+
+def test_no_family_is_labelled_per_object() -> None:
+    scrape_time = [ObjectStates(list, list), DiskUsage(Path("/"), lambda: (0, 0), {}), BuildInfo("1", "abc"),
+                   ProcessThreads()]
+    families = [*Metrics().registry.collect(), *(f for c in scrape_time for f in c.describe())]
+    labels = {label for family in families for sample in family.samples for label in sample.labels}
+    labels |= {label for family in families for label in getattr(family, "_labelnames", ())}
+    assert labels
+    assert not labels & PER_OBJECT_LABELS
