@@ -7,6 +7,7 @@ import socket
 import sys
 from pathlib import Path
 
+from cri.commands.helptext import add_command
 from cri.config import Config
 from errdefs import FailedPrecondition
 
@@ -14,7 +15,9 @@ HELP = "check the node's store and runtime state for inconsistencies (exit 1 on 
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("check", help=HELP, description=HELP)
+    parser = add_command(subparsers, "check", HELP, [
+        "crishim check                 # list what is inconsistent; exit 1 when something is",
+        "crishim check --repair        # with the daemon stopped: fix what is safe to fix"])
     defaults = Config()
     parser.add_argument("--root", type=Path, default=defaults.root, help="the daemon's root folder")
     parser.add_argument("--state", type=Path, default=defaults.state, help="the daemon's state folder")

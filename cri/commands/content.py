@@ -6,15 +6,19 @@ import argparse
 import time
 
 from cri.commands import client
+from cri.commands.helptext import add_command
 from cri.commands.table import format_table, human_duration, human_size
 
 HELP = "list content (blobs) in the content store"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("content", help=HELP, description=HELP)
+    parser = add_command(subparsers, "content", HELP, ["crishim content ls", "crishim content ls -q"])
     group = parser.add_subparsers(title="commands", metavar="COMMAND")
-    ls = group.add_parser("ls", aliases=["list"], help="list all blobs")
+    ls = add_command(group, "ls", "list all blobs: digest, size, age and labels, as ctr content ls", [
+        "crishim content ls",
+        'crishim content ls \'labels."containerd.io/uncompressed"\'   # only layers, which carry that label'],
+        aliases=["list"])
     client.add_flags(ls)
     ls.add_argument("-q", "--quiet", action="store_true", help="print only the digests")
     ls.add_argument("filters", nargs="*", help="containerd filters, e.g. labels.\"containerd.io/gc.root\"")

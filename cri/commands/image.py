@@ -16,29 +16,36 @@ from collections.abc import Callable
 from typing import Any
 
 from cri.commands import client, image_import
+from cri.commands.helptext import add_command
 from cri.commands.table import format_table, human_bytes
 from errdefs import InvalidArgument
 
-HELP = "manage images"
+HELP = "pull, import, list and remove images"
 _INDEX_TYPES = {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
 _CONFIG_TYPES = {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
 _BAR = 40
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("image", aliases=["images", "i"], help=HELP, description=HELP)
+    parser = add_command(subparsers, "image", HELP, [
+        "crishim image pull 127.0.0.1:5000/library/busybox:latest", "crishim image import build/demo.tar",
+        "crishim image ls", "crishim image rm localhost/crishim-demo:1"], aliases=["images", "i"])
     group = parser.add_subparsers(title="commands", metavar="COMMAND")
-    pull = group.add_parser("pull", help="pull an image from a registry and unpack it")
+    pull = add_command(group, "pull", "pull an image from a registry and unpack it, showing each download", [
+        "crishim image pull 127.0.0.1:5000/library/busybox:latest",
+        "crishim image pull -u alice:secret registry.example:5000/team/app:1.2"])
     client.add_flags(pull)
     pull.add_argument("-u", "--user", metavar="USER[:PASSWORD]", help="registry credentials")
     pull.add_argument("ref")
     pull.set_defaults(run=run_pull)
-    ls = group.add_parser("ls", aliases=["list"], help="list images")
+    ls = add_command(group, "ls", "list images with ctr's columns: name, type, digest, size, platforms", [
+        "crishim image ls", "crishim image ls -q", "crishim image ls 'name~=busybox'"], aliases=["list"])
     client.add_flags(ls)
     ls.add_argument("-q", "--quiet", action="store_true", help="print only the image names")
     ls.add_argument("filters", nargs="*", help="containerd filters, e.g. name~=busybox")
     ls.set_defaults(run=run_ls)
-    rm = group.add_parser("rm", aliases=["remove", "delete", "del"], help="remove images")
+    rm = add_command(group, "rm", "remove images by name; what no image needs any more is collected", [
+        "crishim image rm localhost/crishim-demo:1"], aliases=["remove", "delete", "del"])
     client.add_flags(rm)
     rm.add_argument("refs", nargs="+")
     rm.set_defaults(run=run_rm)

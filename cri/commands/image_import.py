@@ -13,19 +13,19 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from cri.commands import client
+from cri.commands.helptext import add_command
 
 HELP = "import images from an OCI layout or docker-archive tarball (docker save, skopeo copy)"
-EXAMPLES = """examples:
-  crishim image import busybox.tar                    # names from the archive (docker save's RepoTags)
-  docker save busybox:1.36 | crishim image import -   # from a pipe
-  crishim image import --name demo/web:1 web.oci.tar  # an OCI layout holding one image, named here
-"""
+EXAMPLES = [
+    "crishim image import build/demo.tar                 # names from the archive (docker save's RepoTags)",
+    "docker save busybox:1.36 | crishim image import -   # from a pipe",
+    "crishim image import --name demo/web:1 web.oci.tar  # an OCI layout holding one image, named here",
+]
 _CHUNK = 1 << 20
 
 
 def register(group: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = group.add_parser("import", help=HELP, description=HELP, epilog=EXAMPLES,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = add_command(group, "import", HELP, EXAMPLES)
     client.add_flags(parser)
     parser.add_argument("file", metavar="FILE|-", help="the tarball, or - for standard input")
     parser.add_argument("--name", default="", help="name the archive's one image so instead of its own names")

@@ -5,17 +5,21 @@ from __future__ import annotations
 import argparse
 
 from cri.commands import client
+from cri.commands.helptext import add_command
 from cri.commands.table import format_table
 
-HELP = "list plugins"
+HELP = "list the daemon's plugins and whether each works on this host"
 # How ctr tells a skipped plugin from a failed one.
 SKIP_MARKER = "skip plugin"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("plugin", aliases=["plugins"], help=HELP, description=HELP)
+    parser = add_command(subparsers, "plugin", HELP, ["crishim plugin ls", "crishim plugin ls -d"],
+                         aliases=["plugins"])
     group = parser.add_subparsers(title="commands", metavar="COMMAND")
-    ls = group.add_parser("ls", aliases=["list"], help=HELP)
+    ls = add_command(group, "ls", "list plugins, with ok, skip or error as probed on this host", [
+        "crishim plugin ls", "crishim plugin ls -d      # and why each skipped one is skipped",
+        "crishim plugin ls type==io.containerd.snapshotter.v1"], aliases=["list"])
     client.add_flags(ls)
     ls.add_argument("-d", "--detailed", action="store_true", help="also print why a plugin is skipped or failed")
     ls.add_argument("filters", nargs="*", help="containerd filters, e.g. type==io.containerd.snapshotter.v1")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cri.commands import client
+from cri.commands.helptext import add_command
 from errdefs import NotFound
 
 HELP = "run a container in a new pod"
@@ -30,7 +31,10 @@ NODE = 2  # NamespaceMode.NODE
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("run", help=HELP, description=HELP)
+    parser = add_command(subparsers, "run", HELP, [
+        "crishim run --rm localhost/crishim-demo:1 hello echo hello   # prints hello, exits with its code",
+        "crishim run -t --rm localhost/crishim-demo:1 shell sh        # a shell in a new container",
+        "crishim run -d localhost/crishim-demo:1 web httpd -f -p 80   # in the background; prints its id"])
     client.add_flags(parser)
     parser.add_argument("-d", "--detach", action="store_true", help="print the container id and return")
     parser.add_argument("-t", "--tty", action="store_true",
@@ -43,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("command", nargs=argparse.REMAINDER)
     parser.set_defaults(run=run)
     for name, text, action in (("stop", STOP_HELP, stop), ("rm", RM_HELP, remove)):
-        sub = subparsers.add_parser(name, help=text, description=text)
+        sub = add_command(subparsers, name, text, [f"crishim {name} web"])
         client.add_flags(sub)
         sub.add_argument("name")
         sub.set_defaults(run=action)

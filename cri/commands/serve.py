@@ -7,13 +7,16 @@ import os
 from pathlib import Path
 
 from cri import config
+from cri.commands.helptext import add_command
 from errdefs import PermissionDenied
 
-HELP = "run the daemon"
+HELP = "run the daemon: the CRI and containerd's API on a unix socket, until SIGTERM"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("serve", help=HELP, description=HELP)
+    parser = add_command(subparsers, "serve", HELP, [
+        "crishim serve                          # /etc/crishim/config.toml if there, on /run/crishim/crishim.sock",
+        "crishim serve --log-level debug --metrics-address 127.0.0.1:1338"])
     parser.add_argument(
         "--config",
         type=Path,

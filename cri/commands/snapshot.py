@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 
 from cri.commands import client
+from cri.commands.helptext import add_command
 from cri.commands.table import format_table
 
-HELP = "list snapshots"
+HELP = "list the snapshots a snapshotter holds (image layers and container root filesystems)"
 KINDS = {0: "Unknown", 1: "View", 2: "Active", 3: "Committed"}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("snapshot", aliases=["snapshots"], help=HELP, description=HELP)
+    parser = add_command(subparsers, "snapshot", HELP, ["crishim snapshot ls"], aliases=["snapshots"])
     group = parser.add_subparsers(title="commands", metavar="COMMAND")
-    ls = group.add_parser("ls", aliases=["list"], help=HELP)
+    ls = add_command(group, "ls", "list a snapshotter's snapshots: layers by chain ID, containers by id", [
+        "crishim snapshot ls", "crishim snapshot ls kind==active   # the containers' root filesystems"],
+        aliases=["list"])
     client.add_flags(ls)
     ls.add_argument("--snapshotter", default="overlayfs", help="snapshotter name (default: overlayfs)")
     ls.add_argument("filters", nargs="*", help="containerd filters, e.g. kind==committed")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +72,26 @@ def test_pull_shows_each_descriptor_then_rm(crishim: Crishim, test_images: dict[
 def test_version_names_both_sides(crishim: Crishim) -> None:
     out = crishim_cli(crishim, "version")
     assert out.startswith("Client:\n  Version:  ") and "\nServer:\n  Version:  " in out
+    assert out.count("\n  Revision: ") == 2, out
+
+
+def test_info_shows_what_the_daemon_runs_with(crishim: Crishim) -> None:
+    info = json.loads(crishim_cli(crishim, "info"))
+    shown = crishim.crictl_json("info")
+    # The parts crictl info shows come from the same Status call.
+    assert info["status"] == shown["status"]
+    assert info["config"] == shown["config"] and info["lastCNILoadStatus"] == shown["lastCNILoadStatus"]
+    assert info["config"]["root"] == str(crishim.root) and info["config"]["address"] == str(crishim.socket)
+    conditions = {c["type"]: c for c in info["status"]["conditions"]}
+    assert conditions["RuntimeReady"]["status"] is True and "NetworkReady" in conditions
+    assert info["version"]["version"] == crishim_cli(crishim, "version").split("Server:\n  Version:  ")[1].split()[0]
+    plugins = {(p["type"], p["id"]): p for p in info["plugins"]}
+    assert plugins[("io.containerd.snapshotter.v1", "overlayfs")]["status"] == "ok"
+    assert all(p["status"] == "ok" or p["reason"] for p in info["plugins"])
+
+
+def test_no_daemon_is_one_line_naming_the_socket(tmp_path: Path) -> None:
+    proc = subprocess.run([str(python_executable()), "-m", "cri", "-a", str(tmp_path / "none.sock"), "info"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("crishim: "), proc.stderr
