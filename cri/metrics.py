@@ -57,7 +57,8 @@ class Operations:
     def __init__(self, prefix: str, what: str, operations: Sequence[str], registry: CollectorRegistry) -> None:
         self._count = Counter(
             f"{prefix}_operations_total",
-            f"{what} operations by operation ({', '.join(operations)}) and outcome (success, failure).",
+            f"{what[0].upper()}{what[1:]} operations by operation ({', '.join(operations)}) and outcome "
+            "(success, failure).",
             ["operation", "outcome"],
             registry=registry,
         )
@@ -133,8 +134,8 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
-        self.sandboxes = Operations("crishim_sandbox", "Pod sandbox", SANDBOX_OPERATIONS, self.registry)
-        self.containers = Operations("crishim_container", "Container", CONTAINER_OPERATIONS, self.registry)
+        self.sandboxes = Operations("crishim_sandbox", "pod sandbox", SANDBOX_OPERATIONS, self.registry)
+        self.containers = Operations("crishim_container", "container", CONTAINER_OPERATIONS, self.registry)
         self.cni = Operations("crishim_cni", "CNI network", CNI_OPERATIONS, self.registry)
         self.gc_runs = Counter(
             "crishim_gc_runs_total",

@@ -17,7 +17,8 @@ from store.remote.hosts import HostsConfig
 from tests.support.procs import run
 from tests.support.tools import binary
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "prometheus"
 
 
@@ -83,3 +84,30 @@ def _exported_series() -> set[str]:
         if family.type == "histogram":
             names |= {f"{family.name}_{suffix}" for suffix in ("bucket", "count", "sum")}
     return names | {family.name for collector in scrape_time for family in collector.describe()}
+
+
+def test_docs_name_only_series_and_alerts_that_exist() -> None:
+    exported = _exported_series()
+    alerts = {rule["alert"] for group in yaml.safe_load((DEPLOY / "prometheus-alerts.yml").read_text())["groups"]
+              for rule in group["rules"]}
+    metrics_doc = (REPO / "docs" / "metrics.md").read_text()
+    for path in ("docs/metrics.md", "README.md"):
+        named = _series_named((REPO / path).read_text())
+        assert named, path
+        assert named <= exported, f"{path} names series crishim does not export: {sorted(named - exported)}"
+    assert set(re.findall(r"`(Crishim[A-Za-z]+)`", metrics_doc)) == alerts
+
+
+def _series_named(text: str) -> set[str]:
+    """crishim_ and process_ names, with `crishim_{a,b}_total` read as both."""
+    names = set()
+    for name in re.findall(r"\b(?:crishim|process)_[a-z_{},]+", text):
+        head, brace, rest = name.partition("{")
+        options, _, tail = rest.partition("}")
+        if not brace:
+            names.add(name.rstrip("_,"))
+        elif "," in options:
+            names |= {f"{head}{option}{tail}".rstrip("_,") for option in options.split(",")}
+        else:  # a label selector, not a brace expansion
+            names.add(head)
+    return {n for n in names if not n.endswith("_")} - {"process_"}
