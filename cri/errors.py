@@ -7,6 +7,7 @@ them into status codes here. Clients of the daemon go the other way with
 
 from __future__ import annotations
 
+import errno
 import types
 from collections.abc import Mapping
 
@@ -43,15 +44,22 @@ _ERRORS_BY_CODE: Mapping[grpc.StatusCode, type[errdefs.CrishimError]] = types.Ma
 INTERNAL_MESSAGE = "internal error"
 
 
+# Refusals by the host, not bugs: the operator can act on them, so they reach the client with their cause.
+_HOST_REFUSALS: Mapping[int, tuple[grpc.StatusCode, str]] = types.MappingProxyType({
+    errno.EPERM: (grpc.StatusCode.PERMISSION_DENIED, "crishim needs root with its usual capabilities"),
+    errno.EACCES: (grpc.StatusCode.PERMISSION_DENIED, "crishim needs root with its usual capabilities"),
+    errno.EROFS: (grpc.StatusCode.FAILED_PRECONDITION, "crishim's root and state must be writable"),
+})
+
+
 def status_code(exc: BaseException) -> grpc.StatusCode:
-    """The status code for ``exc``: from the table, PERMISSION_DENIED for the OS refusing, else INTERNAL."""
+    """The status code for ``exc``: from the table, the host's refusals by their errno, else INTERNAL."""
     for cls in type(exc).__mro__:
         code = STATUS_CODES.get(cls)
         if code is not None:
             return code
-    if isinstance(exc, PermissionError):
-        return grpc.StatusCode.PERMISSION_DENIED
-    return grpc.StatusCode.INTERNAL
+    refusal = _refusal(exc)
+    return refusal[0] if refusal else grpc.StatusCode.INTERNAL
 
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -59,16 +67,18 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     code = status_code(exc)
     if code is grpc.StatusCode.INTERNAL:
         return code, INTERNAL_MESSAGE
-    if isinstance(exc, PermissionError) and not isinstance(exc, errdefs.CrishimError):
-        return code, _refused(exc)
+    refusal = _refusal(exc)
+    if refusal and isinstance(exc, OSError):
+        # The socket is root's, so the path in the message reaches no one who could not read it anyway.
+        where = f": {exc.filename}" if exc.filename else ""
+        return code, f"the system refused the daemon: {exc.strerror or exc}{where} ({refusal[1]})"
     return code, str(exc) or type(exc).__name__
 
 
-def _refused(exc: PermissionError) -> str:
-    # The operator must learn what was refused; the socket is root's, so the path reaches no one else.
-    where = f": {exc.filename}" if exc.filename else ""
-    return (f"the system refused the daemon: {exc.strerror or exc}{where} "
-            "(crishim needs root with its usual capabilities)")
+def _refusal(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
+    if isinstance(exc, errdefs.CrishimError) or not isinstance(exc, OSError) or exc.errno is None:
+        return None
+    return _HOST_REFUSALS.get(exc.errno)
 
 
 def from_status(code: grpc.StatusCode, message: str) -> errdefs.CrishimError:

@@ -30,7 +30,7 @@ from typing import BinaryIO, Protocol, cast
 import structlog
 import zstandard
 
-from errdefs import Cancelled, DataLoss, NotFound, Unavailable
+from errdefs import Cancelled, DataLoss, NotFound, PermissionDenied, Unavailable
 from snapshotters.apply import ApplyResult, apply_tar, inherit_parent_attributes
 from snapshotters.compression import HashingReader, decompressed
 from snapshotters.snapshotter import Kind, Snapshotter
@@ -195,6 +195,10 @@ class ImageUnpack:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise Unavailable(f"layer {index} ({layer.digest}): no space left to unpack it: "
                                   f"{exc.strerror}") from exc
+            if exc.errno in (errno.EPERM, errno.EACCES):
+                raise PermissionDenied(f"layer {index} ({layer.digest}): cannot unpack it: {exc.strerror}: "
+                                       f"{exc.filename} (unpacking sets owners, device nodes and xattrs: it needs "
+                                       "root with CAP_CHOWN, CAP_MKNOD and CAP_SYS_ADMIN)") from exc
             raise
 
     def _decompress_and_apply(self, index: int, key: str, stream: LayerStream, side_by_side: bool) -> ApplyResult:

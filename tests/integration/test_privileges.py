@@ -1,4 +1,5 @@
-"""Without the privileges it needs, the daemon says so in words: at start, and to the client of a refused RPC."""
+"""Without the privileges or the writable store it needs, the daemon says so in words: at start, and to the
+client of an RPC the host refused."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemon import Crishim, CrishimOptions, python_executable
+from tests.support.images import PushedImage
+from tests.support.procs import run
 from tests.support.registry import Registry
 from tests.support.special_images import SpecialImage
 from tests.support.tools import binary, require_root
@@ -58,3 +61,19 @@ def test_unpack_refused_a_chown_is_permission_denied_with_the_cause(
     assert "code = PermissionDenied" in proc.stderr, proc.stderr
     assert "Operation not permitted" in proc.stderr and "CAP_CHOWN" in proc.stderr, proc.stderr
     assert daemon.images() == []
+
+
+def test_a_read_only_store_is_a_failed_precondition_with_the_cause(
+        crishim: Crishim, test_images: dict[str, PushedImage]) -> None:
+    require_root("a read-only bind mount")
+    snapshots = crishim.root / "io.containerd.snapshotter.v1.overlayfs" / "snapshots"
+    run(binary("mount"), "--bind", snapshots, snapshots)
+    try:
+        run(binary("mount"), "-o", "remount,bind,ro", snapshots)
+        proc = crishim.crictl("pull", test_images["oci"].ref, check=False)
+    finally:
+        run(binary("umount"), snapshots)
+    assert proc.returncode != 0
+    assert "code = FailedPrecondition" in proc.stderr, proc.stderr
+    assert "Read-only file system" in proc.stderr and "must be writable" in proc.stderr, proc.stderr
+    assert crishim.images() == []

@@ -51,6 +51,17 @@ def test_the_os_refusing_is_permission_denied_with_its_cause() -> None:
     assert "Operation not permitted: /var/lib/crishim/x" in message
 
 
+def test_a_read_only_root_is_a_failed_precondition_with_its_cause() -> None:
+    code, message = errors.status_of(OSError(30, "Read-only file system", "/var/lib/crishim/x"))
+    assert code is grpc.StatusCode.FAILED_PRECONDITION
+    assert "Read-only file system: /var/lib/crishim/x" in message and "writable" in message
+
+
+def test_other_os_errors_stay_internal() -> None:
+    assert errors.status_of(OSError(5, "Input/output error", "/x")) == (grpc.StatusCode.INTERNAL,
+                                                                       errors.INTERNAL_MESSAGE)
+
+
 def test_empty_message_falls_back_to_the_class_name() -> None:
     assert errors.status_of(errdefs.NotFound()) == (grpc.StatusCode.NOT_FOUND, "NotFound")
 
