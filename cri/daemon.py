@@ -130,6 +130,9 @@ def _prepare_dirs(config: Config) -> None:
     # An existing root may have been made by hand with a looser mode: the store is nobody else's.
     config.root.chmod(_ROOT_MODE)
     config.state.mkdir(mode=_STATE_MODE, parents=True, exist_ok=True)
+    # Searchable by all: the root of a pod in its own user namespace is no root of the host's, and reaches
+    # its container's bundle through here.
+    config.state.chmod(_STATE_MODE)
 
 
 def _grpc_server(metrics: Metrics, runtime_service: RuntimeService, image_service: ImageService,

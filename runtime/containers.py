@@ -38,8 +38,9 @@ from runtime.records import KIND_CONTAINER, ContainerRecord, ContainerState, San
 from runtime.resources import cri_resources, process_user
 from runtime.undo import quietly
 from runtime.user import resolve_user
+from runtime.userns import idmapped_layers, pod_mapping, upper_dir
 from snapshotters.mount import mount_all, unmount
-from snapshotters.snapshotter import Snapshotter
+from snapshotters.snapshotter import Mount, Snapshotter
 from store.descriptor import process_config
 from store.locks import KeyedLocks
 from store.metadata import MetadataDB
@@ -63,6 +64,18 @@ class ImageInfo:
     config: dict[str, Any]  # the image config JSON
     repo_tags: tuple[str, ...]
     repo_digests: tuple[str, ...]
+
+
+def _mount_rootfs(mounts: list[Mount], rootfs: Path, sandbox: SandboxRecord) -> None:
+    mapping = pod_mapping(sandbox.config.linux.security_context.namespace_options)
+    if mapping is None or not sandbox.userns:
+        mount_all(mounts, rootfs)
+        return
+    with idmapped_layers(mounts, rootfs.parent / "idmapped-layers", Path(sandbox.userns)) as mapped:
+        # The writable layer stays as it is on disk, owned by the pod's root as the host knows it, so what
+        # the container writes lands there with the mapped ids.
+        os.chown(upper_dir(mounts), mapping.uids.to_host(0), mapping.gids.to_host(0))
+        mount_all(mapped, rootfs)
 
 
 def container_name(meta: api_pb2.ContainerMetadata, pod: api_pb2.PodSandboxMetadata) -> str:
@@ -142,7 +155,7 @@ class ContainerManager:
             mounts = self._sn.prepare(container_id, image.chain_id)
             undo.callback(quietly, self._sn.remove, container_id)
             undo.callback(quietly, unmount, rootfs, True)
-            mount_all(mounts, rootfs)
+            _mount_rootfs(mounts, rootfs, sandbox)
             spec = oci_spec.container_spec(self._spec_inputs(record, sandbox, config, image, rootfs, handler))
             (bundle / "config.json").write_text(json.dumps(spec))
             record = record.replace(user=process_user(spec), resources_b64=encode(cri_resources(spec)))
@@ -332,7 +345,8 @@ class ContainerManager:
                               config.linux.security_context),
             namespaces=PodNamespaces(
                 net=Path(sandbox.netns) if sandbox.netns else None, ipc=Path(sandbox.ipcns) if sandbox.ipcns else None,
-                uts=Path(sandbox.utsns) if sandbox.utsns else None, pid_holder=self._live_pid_holder(sandbox)),
+                uts=Path(sandbox.utsns) if sandbox.utsns else None, pid_holder=self._live_pid_holder(sandbox),
+                user=Path(sandbox.userns) if sandbox.userns else None),
             files=files_of(Path(sandbox.files_dir)),
             image_name=image.repo_tags[0] if image.repo_tags else config.image.image,
             namespace=self._namespace,

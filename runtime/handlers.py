@@ -13,21 +13,24 @@ runc does; the host's mounts are left as they are.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
 from errdefs import CrishimError, FailedPrecondition, NotFound
+from runtime import namespaces
 from runtime.features import DEFAULT_HANDLER, HandlerFeatures
 from runtime.runc import Runc, child_env, error_text
+from runtime.userns import probe_idmap
 
 __all__ = ["Handler", "HandlerSpec", "Handlers", "probe_container", "probe_handlers"]
 
@@ -40,6 +43,9 @@ exec unshare --mount --propagation unchanged -- /bin/sh -c \\
   'mount --make-private /sys/fs/cgroup && umount /sys/fs/cgroup/unified && exec "$0" "$@"' {crun} "$@"
 """
 _UNIFIED = Path("/sys/fs/cgroup/unified")
+_PROBE_POD = "handlers-probe"
+_PROBE_HOST_ID, _PROBE_SIZE = 100000, 65536
+_PROBE_MAP = f"0 {_PROBE_HOST_ID} {_PROBE_SIZE}\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,31 +97,56 @@ class Handlers:
         return {h.name: h.runc for h in self._handlers.values()}
 
 
-def probe_handlers(specs: Iterable[HandlerSpec], default: str, state: Path) -> Handlers:
-    """Every configured handler, probed; an optional one whose binary is not installed is left out."""
+def probe_handlers(specs: Iterable[HandlerSpec], default: str, state: Path, layers: Path) -> Handlers:
+    """Every configured handler, probed; an optional one whose binary is not installed is left out.
+
+    ``layers`` is a folder on the filesystem of the image layers, which pods with user namespaces see
+    through idmapped mounts.
+    """
     handlers = []
-    for spec in specs:
-        binary = shutil.which(spec.binary)
-        if binary is None and spec.optional:
-            continue
-        handler = _probe(spec, binary, state)
-        if handler.unusable:
-            log.warning("runtime handler unusable", handler=spec.name, error=handler.unusable)
-        handlers.append(handler)
+    with _probe_user_namespace(state, layers) as userns:
+        for spec in specs:
+            binary = shutil.which(spec.binary)
+            if binary is None and spec.optional:
+                continue
+            handler = _probe(spec, binary, state, userns)
+            if handler.unusable:
+                log.warning("runtime handler unusable", handler=spec.name, error=handler.unusable)
+            handlers.append(handler)
     return Handlers(handlers, default)
 
 
-def _probe(spec: HandlerSpec, binary: str | None, state: Path) -> Handler:
+def _probe(spec: HandlerSpec, binary: str | None, state: Path, userns: Path | None) -> Handler:
     if binary is None:
         return Handler(spec.name, Runc(spec.binary, spec.root), HandlerFeatures(), f"{spec.binary}: not found")
     runc = Runc(_shimmed(spec.name, binary, state), spec.root)
     folder = state / "handlers" / spec.name
-    unusable = probe_container(runc, folder, recursive_read_only=False)
+    unusable = probe_container(runc, folder)
     rro = not unusable and spec.allowed.recursive_read_only_mounts and not probe_container(
         runc, folder, recursive_read_only=True)
-    # User namespaces are not built into crishim's containers yet, whatever the runtime can do.
-    return Handler(spec.name, runc, HandlerFeatures(recursive_read_only_mounts=rro, user_namespaces=False),
-                   unusable)
+    users = not unusable and spec.allowed.user_namespaces and userns is not None and not probe_container(
+        runc, folder, userns=userns)
+    return Handler(spec.name, runc, HandlerFeatures(recursive_read_only_mounts=rro, user_namespaces=users), unusable)
+
+
+@contextlib.contextmanager
+def _probe_user_namespace(state: Path, layers: Path) -> Iterator[Path | None]:
+    """A pinned user namespace, if this host makes one and idmapped mounts of ``layers``; None otherwise."""
+    try:
+        pinned = namespaces.pin(state, _PROBE_POD, {"user"}, id_maps=(_PROBE_MAP, _PROBE_MAP))
+    except CrishimError as exc:
+        log.warning("user namespaces unavailable", error=str(exc))
+        yield None
+        return
+    try:
+        assert pinned.user is not None  # pinned just above
+        error = probe_idmap(layers, pinned.user, state / "handlers" / "idmap-probe")
+        if error:
+            log.warning("idmapped mounts unavailable", folder=str(layers), error=error)
+        yield None if error else pinned.user
+    finally:
+        namespaces.unpin(state, _PROBE_POD)
+        namespaces.release_dirs(state)
 
 
 def _shimmed(name: str, binary: str, state: Path) -> str:
@@ -135,8 +166,10 @@ def _hybrid_with_controllers() -> bool:
         return False
 
 
-def probe_container(runc: Runc, folder: Path, *, recursive_read_only: bool) -> str:
-    """"" when the runtime created a container (with a recursive read-only bind of /dev if asked), else why not.
+def probe_container(runc: Runc, folder: Path, *, recursive_read_only: bool = False,
+                    userns: Path | None = None) -> str:
+    """"" when the runtime created a container (with a recursive read-only bind of /dev, or in the pinned
+    user namespace, if asked), else why not.
 
     The container is created and deleted, never started: creating it is where runc and crun set up mounts.
     """
@@ -144,7 +177,8 @@ def probe_container(runc: Runc, folder: Path, *, recursive_read_only: bool) -> s
     container_id = f"crishim-probe-{secrets.token_hex(6)}"
     with tempfile.TemporaryDirectory(dir=folder) as bundle_dir:
         bundle = Path(bundle_dir)
-        _write_probe_bundle(bundle, recursive_read_only)
+        bundle.chmod(0o755)  # reached by the root of a user namespace too
+        _write_probe_bundle(bundle, recursive_read_only, userns)
         log_file = bundle / "runtime.log"
         try:
             error = _create(runc, container_id, bundle, log_file)
@@ -156,7 +190,7 @@ def probe_container(runc: Runc, folder: Path, *, recursive_read_only: bool) -> s
                            stdin=subprocess.DEVNULL, env=child_env(), timeout=_PROBE_TIMEOUT, check=False)
 
 
-def _write_probe_bundle(bundle: Path, recursive_read_only: bool) -> None:
+def _write_probe_bundle(bundle: Path, recursive_read_only: bool, userns: Path | None) -> None:
     rootfs = bundle / "rootfs"
     for folder in ("rro", "proc", "dev"):
         (rootfs / folder).mkdir(parents=True)
@@ -175,6 +209,10 @@ def _write_probe_bundle(bundle: Path, recursive_read_only: bool) -> None:
         "mounts": mounts,
         "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}]},
     }
+    if userns is not None:
+        mapping = [{"containerID": 0, "hostID": _PROBE_HOST_ID, "size": _PROBE_SIZE}]
+        spec["linux"] = {"namespaces": [{"type": "user", "path": str(userns)}, {"type": "mount"}, {"type": "pid"}],
+                         "uidMappings": mapping, "gidMappings": mapping}
     (bundle / "config.json").write_text(json.dumps(spec))
 
 

@@ -5,12 +5,17 @@ Layout under the state dir (tmpfs, so pins vanish with the namespaces at reboot)
     <state>/netns/<pod id>    bind mount of the pod's network namespace
     <state>/ipcns/<pod id>    bind mount of its IPC namespace
     <state>/utsns/<pod id>    bind mount of its UTS namespace (the pod's hostname lives here)
+    <state>/userns/<pod id>   bind mount of its user namespace, for a pod with one (``hostUsers: false``)
     <state>/pidns/<pod id>    JSON record of the process holding the pod's shared PID namespace
 
 A bind mount of ``/proc/<pid>/ns/<kind>`` keeps a namespace alive with no process in it, and runc joins it
 by path. Each pin folder is a private bind mount of itself, as containerd and CRI-O do it: a pin made under
 a shared mount would propagate into other mount namespaces, where a copy keeps the namespace alive after
 ``unpin`` has unmounted ours.
+
+A pod with a user namespace has it made first, and its other namespaces made inside it so that they belong
+to it: runc joins the user namespace first, and the container's root may then mount /proc, sysfs and mqueue
+for namespaces its user namespace owns.
 
 A PID namespace cannot be pinned that way: once its init exits no process can enter it. Pods that share one
 PID namespace get a ``catatonit -P`` as that init, started detached so it outlives the daemon; it joins the
@@ -47,8 +52,8 @@ __all__ = [
     "unpin",
 ]
 
-KINDS = frozenset({"net", "ipc", "uts"})
-_DIRS = {"net": "netns", "ipc": "ipcns", "uts": "utsns"}
+KINDS = frozenset({"net", "ipc", "uts", "user"})
+_DIRS = {"net": "netns", "ipc": "ipcns", "uts": "utsns", "user": "userns"}
 _HOLDER_DIR = "pidns"
 _LOCK_FILE = ".namespaces.lock"
 _CATATONIT = "/usr/bin/catatonit"
@@ -65,6 +70,15 @@ _NSFS_REFERENCE = "/proc/self/ns/net"
 _HOLDER_SCRIPT = r"""
 import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
+userns = sys.argv.pop(1)
+if userns:
+    # Joined here, by the running interpreter, which a pod's root might not be allowed to execute.
+    fd = os.open(userns, os.O_RDONLY)
+    if libc.setns(fd, 0x10000000) != 0:
+        sys.exit("setns(CLONE_NEWUSER): " + os.strerror(ctypes.get_errno()))
+    os.setgroups([])
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
 if libc.unshare(0x20000000) != 0:
     sys.exit("unshare(CLONE_NEWPID): " + os.strerror(ctypes.get_errno()))
 r, w = os.pipe()
@@ -86,6 +100,58 @@ if err:
 print(pid, flush=True)
 """
 
+# Also in a fresh interpreter: a child makes the user namespace, waits for its id maps, then makes the
+# pod's other namespaces inside it; the parent, still in the host's namespaces, writes the maps and pins
+# every namespace of the child before letting it exit.
+_USERNS_SCRIPT = r"""
+import ctypes, json, os, sys
+spec = json.loads(sys.argv[1])
+libc = ctypes.CDLL(None, use_errno=True)
+flags = {"net": 0x40000000, "ipc": 0x08000000, "uts": 0x04000000}
+to_child_r, to_child_w = os.pipe()
+to_parent_r, to_parent_w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(to_child_w)
+    os.close(to_parent_r)
+    def fail(what):
+        os.write(to_parent_w, ("E" + what + ": " + os.strerror(ctypes.get_errno())).encode())
+        os._exit(1)
+    if libc.unshare(0x10000000) != 0:
+        fail("unshare(CLONE_NEWUSER)")
+    os.write(to_parent_w, b"u")
+    if os.read(to_child_r, 1) != b"m":
+        os._exit(1)
+    wanted = sum(flags[k] for k in spec["pins"] if k in flags)
+    if wanted and libc.unshare(wanted) != 0:
+        fail("unshare")
+    name = spec["hostname"].encode()
+    if name and libc.sethostname(name, len(name)) != 0:
+        fail("sethostname")
+    os.write(to_parent_w, b"n")
+    os.read(to_child_r, 1)
+    os._exit(0)
+os.close(to_child_r)
+os.close(to_parent_w)
+def answer():
+    got = os.read(to_parent_r, 4096)
+    if not got or got.startswith(b"E"):
+        sys.exit(got[1:].decode() or "the namespace child exited")
+    return got
+answer()
+for name in ("uid_map", "gid_map"):
+    with open("/proc/%d/%s" % (pid, name), "w") as f:
+        f.write(spec[name])
+os.write(to_child_w, b"m")
+answer()
+for kind, path in spec["pins"].items():
+    source = ("/proc/%d/ns/" % pid + kind).encode()
+    if libc.mount(source, path.encode(), None, 4096, None) != 0:
+        sys.exit("pin " + kind + ": " + os.strerror(ctypes.get_errno()))
+os.close(to_child_w)
+os.waitpid(pid, 0)
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class PodNamespaces:
@@ -95,6 +161,7 @@ class PodNamespaces:
     ipc: Path | None = None
     uts: Path | None = None
     pid_holder: int | None = None
+    user: Path | None = None
 
     @property
     def pid(self) -> Path | None:
@@ -116,11 +183,13 @@ class _Holder:
     start_time: int
 
 
-def pin(state_dir: Path, pod_id: str, kinds: set[str], *, hostname: str | None = None) -> PodNamespaces:
-    """Create new namespaces of ``kinds`` (from net, ipc, uts; plus ``pid`` for a PID-namespace holder).
+def pin(state_dir: Path, pod_id: str, kinds: set[str], *, hostname: str | None = None,
+        id_maps: tuple[str, str] | None = None) -> PodNamespaces:
+    """Create new namespaces of ``kinds`` (from net, ipc, uts, user; plus ``pid`` for a PID-namespace holder).
 
-    The new UTS namespace gets ``hostname``; the new network namespace has its loopback up. On failure
-    nothing of this pod is left behind. A pod already pinned raises AlreadyExists.
+    The new UTS namespace gets ``hostname``; the new network namespace has its loopback up; a new user
+    namespace gets ``id_maps`` (uid_map and gid_map text) and owns the others. On failure nothing of this
+    pod is left behind. A pod already pinned raises AlreadyExists.
     """
     _check_pod_id(pod_id)
     _check_kinds(kinds)
@@ -129,10 +198,13 @@ def pin(state_dir: Path, pod_id: str, kinds: set[str], *, hostname: str | None =
     wanted = sorted(kinds & KINDS)
     files = _prepare_files(state_dir, pod_id, wanted)
     try:
-        _create(files, hostname if "uts" in files else None)
+        if "user" in files:
+            _create_in_user_namespace(files, hostname if "uts" in files else None, id_maps or ("", ""))
+        else:
+            _create(files, hostname if "uts" in files else None)
         if "net" in files:
             _loopback_up(files["net"])
-        namespaces = PodNamespaces(files.get("net"), files.get("ipc"), files.get("uts"))
+        namespaces = PodNamespaces(files.get("net"), files.get("ipc"), files.get("uts"), user=files.get("user"))
         if "pid" in kinds:
             namespaces = start_pid_holder(state_dir, pod_id, namespaces)
         return namespaces
@@ -158,7 +230,7 @@ def load(state_dir: Path, pod_id: str) -> PodNamespaces:
     pinned = {kind: path for kind in KINDS if _is_nsfs(path := state_dir / _DIRS[kind] / pod_id)}
     holder = _read_holder(state_dir, pod_id)
     pid = holder.pid if holder is not None and _holder_alive(holder) else None
-    return PodNamespaces(pinned.get("net"), pinned.get("ipc"), pinned.get("uts"), pid)
+    return PodNamespaces(pinned.get("net"), pinned.get("ipc"), pinned.get("uts"), pid, pinned.get("user"))
 
 
 def list_pinned(state_dir: Path) -> set[str]:
@@ -188,9 +260,10 @@ def start_pid_holder(state_dir: Path, pod_id: str, namespaces: PodNamespaces) ->
         raise AlreadyExists(f"pod {pod_id} already has a PID namespace holder (pid {holder.pid})")
     if not os.access(_CATATONIT, os.X_OK):
         raise FailedPrecondition(f"{_CATATONIT} is missing (Debian package catatonit)")
-    joins = [f"--{kind}={path}" for kind in sorted(KINDS) if (path := namespaces.path(kind)) is not None]
+    joins = [f"--{kind}={path}" for kind in sorted(KINDS - {"user"}) if (path := namespaces.path(kind)) is not None]
     prefix = [_tool("nsenter"), *joins, "--"] if joins else []
-    out = _run([*prefix, sys.executable, "-I", "-c", _HOLDER_SCRIPT, _CATATONIT, "-P"], "start PID holder",
+    userns = str(namespaces.user or "")
+    out = _run([*prefix, sys.executable, "-I", "-c", _HOLDER_SCRIPT, userns, _CATATONIT, "-P"], "start PID holder",
                new_session=True)
     try:
         pid = int(out.strip())
@@ -200,7 +273,7 @@ def start_pid_holder(state_dir: Path, pod_id: str, namespaces: PodNamespaces) ->
     if start_time is None:
         raise Unavailable(f"PID holder {pid} of pod {pod_id} exited at once")
     _write_holder(state_dir, pod_id, _Holder(pid, start_time))
-    return PodNamespaces(namespaces.net, namespaces.ipc, namespaces.uts, pid)
+    return PodNamespaces(namespaces.net, namespaces.ipc, namespaces.uts, pid, namespaces.user)
 
 
 def stop_pid_holder(state_dir: Path, pod_id: str, timeout: float = 5.0) -> None:
@@ -247,6 +320,12 @@ def _create(files: dict[str, Path], hostname: str | None) -> None:
     command = [_tool("hostname"), hostname] if hostname is not None else [_tool("true")]
     if flags:
         _run([_tool("unshare"), *flags, "--", *command], "create namespaces")
+
+
+def _create_in_user_namespace(files: dict[str, Path], hostname: str | None, id_maps: tuple[str, str]) -> None:
+    spec = {"uid_map": id_maps[0], "gid_map": id_maps[1], "hostname": hostname or "",
+            "pins": {kind: str(path) for kind, path in files.items()}}
+    _run([sys.executable, "-I", "-c", _USERNS_SCRIPT, json.dumps(spec)], "create namespaces")
 
 
 def _loopback_up(netns: Path) -> None:

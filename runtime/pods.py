@@ -28,6 +28,7 @@ from runtime.lifecycle import sandbox_lifecycle
 from runtime.podfiles import remove_pod_files, write_pod_files
 from runtime.records import KIND_SANDBOX, SandboxRecord, SandboxState, encode
 from runtime.undo import quietly
+from runtime.userns import PodMapping, pod_mapping
 from store.locks import KeyedLocks
 from store.metadata import MetadataDB
 
@@ -90,7 +91,7 @@ class PodManager:
         if not (meta.name and meta.namespace and meta.uid):
             raise InvalidArgument("pod sandbox metadata needs a name, a namespace and a uid")
         handler = self._handlers.get(runtime_handler)
-        _refuse_user_namespace(config, handler.features.user_namespaces)
+        mapping = _user_namespace(config, handler.features.user_namespaces)
         lsm.check_selinux(config.linux.security_context.selinux_options, "the pod")
         lsm.check_pod_apparmor(config.linux.security_context)
         sandbox_id = secrets.token_hex(32)
@@ -107,12 +108,14 @@ class PodManager:
             self._insert(record)
             undo.callback(quietly, self._forget, sandbox_id)
             undo.callback(quietly, namespaces.unpin, self._state, sandbox_id)
-            pinned = namespaces.pin(self._state, sandbox_id, _pinned_kinds(modes),
-                                    hostname=None if modes.host_network else hostname)
+            pinned = namespaces.pin(self._state, sandbox_id, _pinned_kinds(modes) | ({"user"} if mapping else set()),
+                                    hostname=None if modes.host_network else hostname,
+                                    id_maps=(mapping.uids.line(), mapping.gids.line()) if mapping else None)
             undo.callback(quietly, remove_pod_files, Path(record.files_dir))
             write_pod_files(Path(record.files_dir), config, hostname, modes.host_ipc)
             record = self._moved(sandbox_id, SandboxState.NOTREADY, netns=_text(pinned.net),
-                                 ipcns=_text(pinned.ipc), utsns=_text(pinned.uts), pid_holder=pinned.pid_holder or 0)
+                                 ipcns=_text(pinned.ipc), utsns=_text(pinned.uts), userns=_text(pinned.user),
+                                 pid_holder=pinned.pid_holder or 0)
             if not modes.host_network:
                 undo.callback(quietly, self._detach, record)
                 result = self._cni.add(Path(record.netns), sandbox_id, _pod_ref(meta), port_mappings=_ports(config))
@@ -203,12 +206,20 @@ def _modes(config: api_pb2.PodSandboxConfig) -> _Modes:
     return _Modes(options.network == NODE, options.ipc == NODE, options.pid)
 
 
-def _refuse_user_namespace(config: api_pb2.PodSandboxConfig, supported: bool) -> None:
-    # A pod asking for a user namespace its handler cannot give must not run without one.
+def _user_namespace(config: api_pb2.PodSandboxConfig, supported: bool) -> PodMapping | None:
     options = config.linux.security_context.namespace_options
-    if options.HasField("userns_options") and options.userns_options.mode == POD and not supported:
+    mapping = pod_mapping(options)
+    if mapping is None:
+        return None
+    # A pod asking for a user namespace its handler cannot give must not run without one.
+    if not supported:
         raise FailedPrecondition("user namespaces are not supported: the runtime handler reports user_namespaces "
                                  "false")
+    if NODE in (options.network, options.ipc, options.pid):
+        # Status reports user_namespaces_host_network false; kubelet never mixes the two either.
+        raise FailedPrecondition("a pod in its own user namespace cannot share the node's network, IPC or PID "
+                                 "namespace")
+    return mapping
 
 
 def _pinned_kinds(modes: _Modes) -> set[str]:

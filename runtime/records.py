@@ -44,6 +44,7 @@ class SandboxRecord:
     netns: str = ""
     ipcns: str = ""
     utsns: str = ""
+    userns: str = ""  # only for a pod in its own user namespace
     pid_holder: int = 0
     ips: tuple[str, ...] = ()
     cgroup_parent: str = ""

@@ -30,6 +30,7 @@ from runtime.features import HandlerFeatures
 from runtime.namespaces import PodNamespaces
 from runtime.podfiles import PodFiles
 from runtime.user import ResolvedUser
+from runtime.userns import IDMap, pod_mapping
 
 __all__ = [
     "HostFacts",
@@ -458,6 +459,11 @@ def _linux(inputs: SpecInputs, host: HostFacts, caps: list[str], privileged: boo
         "cgroupsPath": cgroups_path(_cgroup_parent(inputs), inputs.container_id, inputs.namespace),
         "namespaces": _namespaces(inputs, host, privileged),
     }
+    mapping = pod_mapping(_pod_namespace_options(inputs))
+    if mapping is not None:
+        linux["namespaces"].insert(0, _joined("user", inputs.namespaces.user, "pod's user"))
+        linux["uidMappings"] = [_id_mapping(mapping.uids)]
+        linux["gidMappings"] = [_id_mapping(mapping.gids)]
     if devices:
         linux["devices"] = devices
     if not privileged:
@@ -472,6 +478,10 @@ def _linux(inputs: SpecInputs, host: HostFacts, caps: list[str], privileged: boo
     if profile is not None:
         linux["seccomp"] = profile
     return linux
+
+
+def _id_mapping(mapping: IDMap) -> dict[str, int]:
+    return {"containerID": mapping.container_id, "hostID": mapping.host_id, "size": mapping.size}
 
 
 def cgroups_path(parent: str, container_id: str, namespace: str = DEFAULT_NAMESPACE) -> str:

@@ -57,7 +57,8 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self.events = EventBus()
         self.cni = CNI(config.cni_conf_dir, config.root / "io.containerd.grpc.v1.cri" / "cni-results",
                        config.cni_bin_dirs, timed=self.metrics.cni.time)
-        self.handlers = probe_handlers(_handler_specs(config), config.default_runtime, config.state)
+        self.handlers = probe_handlers(_handler_specs(config), config.default_runtime, config.state,
+                                       Path(images.snapshotter.root))
         self.oci = OCIRuntime(config.state, runtimes=self.handlers.runtimes(), default_runtime=config.default_runtime)
         self.pods = PodManager(images.db, CRI_NAMESPACE, config.state, self.cni, self.handlers)
         self.containers = ContainerManager(images.db, CRI_NAMESPACE, self.oci, images.snapshotter,

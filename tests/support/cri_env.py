@@ -43,7 +43,7 @@ __all__ = ["CriEnv", "cri", "cri_environment", "cri_factory", "process_alive"]
 NAMESPACE = "k8s.io"
 TASK_DIR = "io.containerd.runtime.v2.task"
 CNI_CACHE = Path("io.containerd.grpc.v1.cri") / "cni-results"
-PIN_DIRS = ("netns", "ipcns", "utsns")  # private bind mounts of themselves: they stay, the pins in them go
+PIN_DIRS = ("netns", "ipcns", "utsns", "userns")  # private bind mounts of themselves: they stay, the pins in them go
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # A long-running container that goes quietly when asked to: sh waits on a background sleep, so a trapped
 # signal runs its handler at once instead of after the sleep.
