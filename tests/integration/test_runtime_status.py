@@ -18,9 +18,9 @@ def test_status_lists_the_handlers_and_their_features(cri: CriEnv) -> None:
     response = cri.rpc("Status", api_pb2.StatusRequest())
     handlers = {h.name: (h.features.recursive_read_only_mounts, h.features.user_namespaces)
                 for h in response.runtime_handlers}
-    # "" is the default handler, runc; Debian's crun is the other. This kernel has mount_setattr, so both
-    # make recursive read-only mounts; neither runs pods in user namespaces.
-    assert handlers == {"": (True, False), "runc": (True, False), "crun": (True, False)}
+    # "" is the default handler, runc; Debian's crun is the other. This kernel has mount_setattr and
+    # idmapped mounts, so both make recursive read-only mounts and run pods in user namespaces.
+    assert handlers == {"": (True, True), "runc": (True, True), "crun": (True, True)}
     assert response.HasField("features")
     assert (response.features.supplemental_groups_policy, response.features.user_namespaces_host_network) == (
         True, False)
@@ -40,17 +40,21 @@ def test_each_handler_runs_pods_and_an_unknown_one_is_not_found(cri: CriEnv) -> 
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_a_user_namespace_is_refused_as_status_reports(cri: CriEnv) -> None:
+def test_a_user_namespace_with_the_node_network_is_refused_as_status_reports(cri: CriEnv) -> None:
     before = cri.inventory()
     config = _pod(cri, "userns")
-    config.linux.security_context.namespace_options.userns_options.mode = POD
+    userns = config.linux.security_context.namespace_options.userns_options
+    userns.mode = POD
+    for ids in (userns.uids, userns.gids):
+        ids.add(container_id=0, host_id=300000, length=65536)
+    config.linux.security_context.namespace_options.network = NODE
     with pytest.raises(grpc.RpcError) as caught:
         cri.rpc("RunPodSandbox", api_pb2.RunPodSandboxRequest(config=config))
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "user namespaces" in str(caught.value.details())
+    assert "user namespace cannot share the node's network" in str(caught.value.details())
     assert cri.inventory() == before
     # Saying "the node's user namespace", as kubelet does for every pod, is fine.
-    config.linux.security_context.namespace_options.userns_options.mode = NODE
+    userns.mode = NODE
     assert cri.rpc("RunPodSandbox", api_pb2.RunPodSandboxRequest(config=config)).pod_sandbox_id
 
 
