@@ -53,6 +53,9 @@ def _walk(cls: type, prefix: str) -> Iterator[Setting]:
     docs = _field_docs(cls)
     for f in dataclasses.fields(cls):
         key = f"{prefix}{f.name}"
+        if f.name not in docs:
+            raise KeyError(f"{cls.__qualname__}.{f.name} ({key}) has no docstring under it in cri/config.py, "
+                           "which the configuration reference is written from")
         hint = hints[f.name]
         default: Any = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if _is_dataclass(hint):
@@ -73,7 +76,7 @@ def _is_dataclass(hint: Any) -> bool:
 
 @functools.cache
 def _field_docs(cls: type) -> dict[str, str]:
-    """The string literal under each field of ``cls``; a KeyError later names a field without one."""
+    """The string literal under each field of ``cls``."""
     (node,) = ast.parse(textwrap.dedent(inspect.getsource(cls))).body
     assert isinstance(node, ast.ClassDef)
     docs = {}
