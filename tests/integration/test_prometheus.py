@@ -1,6 +1,7 @@
 """A real Prometheus scrapes crishim with deploy/prometheus.yml while crictl pulls images and runs containers;
 PromQL through its HTTP API finds the series with the values those calls must have made. The shipped alerting
-rules load and evaluate there without error, and every query of the shipped Grafana dashboard returns data.
+rules load and evaluate there without error, and every query of the shipped Grafana dashboard returns data;
+a daemon restart shows as one.
 """
 
 from __future__ import annotations
@@ -94,6 +95,12 @@ def test_prometheus_sees_what_crictl_did(cri: CriEnv, prometheus: Prometheus, re
 
     _check_rules(prometheus)
     _check_dashboard(prometheus)
+
+    # A restart shows as a new start time; the counters start again, the containers are still there.
+    cri.daemon.restart()
+    prometheus.wait_for('changes(process_start_time_seconds{job="crishim"}[10m])', 1)
+    prometheus.wait_for('crishim_containers{state="running"}', 1)
+    prometheus.wait_for('crishim_image_pulls_total{outcome="success"}', 0)
     print(f"scraped and checked in {time.monotonic() - started:.1f} s")
 
 
