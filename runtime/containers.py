@@ -38,8 +38,8 @@ from runtime.records import KIND_CONTAINER, ContainerRecord, ContainerState, San
 from runtime.resources import cri_resources, process_user
 from runtime.undo import quietly
 from runtime.user import resolve_user
-from runtime.userns import idmapped_layers, pod_mapping, upper_dir
-from snapshotters.mount import mount_all, unmount
+from runtime.userns import idmapped_layers, idmapped_mount, pod_mapping, upper_dir, wants_idmap
+from snapshotters.mount import mount_all, unmount, unmount_under
 from snapshotters.snapshotter import Mount, Snapshotter
 from store.descriptor import process_config
 from store.locks import KeyedLocks
@@ -76,6 +76,28 @@ def _mount_rootfs(mounts: list[Mount], rootfs: Path, sandbox: SandboxRecord) -> 
         # the container writes lands there with the mapped ids.
         os.chown(upper_dir(mounts), mapping.uids.to_host(0), mapping.gids.to_host(0))
         mount_all(mapped, rootfs)
+
+
+def _idmap_volumes(config: api_pb2.ContainerConfig, sandbox: SandboxRecord, folder: Path) -> dict[str, str]:
+    """An idmapped mount of each CRI mount that asks for one (the caller's undo unmounts them on failure)."""
+    pod = pod_mapping(sandbox.config.linux.security_context.namespace_options)
+    staged: dict[str, str] = {}
+    for index, mount in enumerate(config.mounts):
+        if not wants_idmap(mount, pod):
+            continue
+        # As for any bind: a missing source is made a directory, and links are followed now.
+        os.makedirs(mount.host_path, mode=0o755, exist_ok=True)
+        target = folder / str(index)
+        target.mkdir(parents=True)
+        idmapped_mount(Path(os.path.realpath(mount.host_path)), target, Path(sandbox.userns))
+        staged[mount.container_path] = str(target)
+    return staged
+
+
+def _release(staged: dict[str, str]) -> None:
+    for target in staged.values():
+        unmount(Path(target), detach=True)
+        os.rmdir(target)
 
 
 def container_name(meta: api_pb2.ContainerMetadata, pod: api_pb2.PodSandboxMetadata) -> str:
@@ -151,12 +173,15 @@ class ContainerManager:
             undo.callback(quietly, self._forget, container_id)
             rootfs = bundle / "rootfs"
             undo.callback(quietly, shutil.rmtree, bundle, True)
+            undo.callback(quietly, unmount_under, bundle)
             rootfs.mkdir(parents=True)
             mounts = self._sn.prepare(container_id, image.chain_id)
             undo.callback(quietly, self._sn.remove, container_id)
             undo.callback(quietly, unmount, rootfs, True)
             _mount_rootfs(mounts, rootfs, sandbox)
-            spec = oci_spec.container_spec(self._spec_inputs(record, sandbox, config, image, rootfs, handler))
+            idmapped = _idmap_volumes(config, sandbox, bundle / "idmapped-volumes")
+            spec = oci_spec.container_spec(self._spec_inputs(record, sandbox, config, image, rootfs, handler,
+                                                             idmapped))
             (bundle / "config.json").write_text(json.dumps(spec))
             record = record.replace(user=process_user(spec), resources_b64=encode(cri_resources(spec)))
             if log_path is not None:
@@ -166,6 +191,8 @@ class ContainerManager:
             undo.callback(quietly, self._oci.delete, container_id, True)
             pid = self._oci.create(container_id, bundle, output, tty=config.tty, stdin=config.stdin,
                                    stdin_once=config.stdin_once, runtime=handler.name)
+            # runc has bound them into the container's own mount namespace: the host needs them no more.
+            _release(idmapped)
             created = self._lifecycle.transition(container_id, {ContainerState.CREATED}, ContainerState.CREATED,
                                                  pid=pid, user=record.user, resources_b64=record.resources_b64)
             if created is None:
@@ -240,7 +267,8 @@ class ContainerManager:
             if record.state != ContainerState.EXITED:
                 self._kill(record)
             self._oci.delete(record.id, force=True)
-            unmount(Path(record.bundle) / "rootfs", detach=True)
+            # The rootfs, and what a create cut short may have left mounted (idmapped layers and volumes).
+            unmount_under(Path(record.bundle))
             with contextlib.suppress(NotFound):
                 self._sn.remove(record.snapshot_key)
             shutil.rmtree(record.bundle, ignore_errors=True)
@@ -336,7 +364,8 @@ class ContainerManager:
             self._publish(new, "stopped")
 
     def _spec_inputs(self, record: ContainerRecord, sandbox: SandboxRecord, config: api_pb2.ContainerConfig,
-                     image: ImageInfo, rootfs: Path, handler: Handler) -> oci_spec.SpecInputs:
+                     image: ImageInfo, rootfs: Path, handler: Handler,
+                     idmapped: dict[str, str]) -> oci_spec.SpecInputs:
         sandbox_config = sandbox.config
         return oci_spec.SpecInputs(
             container_id=record.id, sandbox_id=sandbox.id, config=config, sandbox_config=sandbox_config,
@@ -351,6 +380,7 @@ class ContainerManager:
             image_name=image.repo_tags[0] if image.repo_tags else config.image.image,
             namespace=self._namespace,
             handler=handler.features,
+            idmapped_sources=idmapped,
             # As containerd's restrict_oom_score_adj: a runtime without CAP_SYS_RESOURCE cannot lower it.
             restrict_oom_score_adj=True)
 

@@ -23,7 +23,16 @@ from errdefs import FailedPrecondition, InvalidArgument
 from snapshotters.mount import unmount
 from snapshotters.snapshotter import Mount
 
-__all__ = ["IDMap", "PodMapping", "idmapped_layers", "idmapped_mount", "pod_mapping", "probe_idmap", "upper_dir"]
+__all__ = [
+    "IDMap",
+    "PodMapping",
+    "idmapped_layers",
+    "idmapped_mount",
+    "pod_mapping",
+    "probe_idmap",
+    "upper_dir",
+    "wants_idmap",
+]
 
 POD = api_pb2.NamespaceMode.POD
 NODE = api_pb2.NamespaceMode.NODE
@@ -84,6 +93,21 @@ def _one(mappings: Sequence[api_pb2.IDMapping], kind: str) -> IDMap:
     if m.length == 0 or m.host_id + m.length - 1 > _MAX_ID:
         raise InvalidArgument(f"the {kind} mapping {m.host_id}+{m.length} is empty or out of range")
     return IDMap(m.container_id, m.host_id, m.length)
+
+
+def wants_idmap(mount: api_pb2.Mount, pod: PodMapping | None) -> bool:
+    """Whether a CRI mount asks for an idmapped bind; InvalidArgument when it asks for another mapping than
+    its pod's user namespace has (one user namespace maps a container's ids one way)."""
+    if not (len(mount.uidMappings) or len(mount.gidMappings)):
+        return False
+    where = f"mount {mount.container_path!r}"
+    if pod is None:
+        raise InvalidArgument(f"{where}: id-mapped mounts need a pod in its own user namespace")
+    uids = [IDMap(m.container_id, m.host_id, m.length) for m in mount.uidMappings]
+    gids = [IDMap(m.container_id, m.host_id, m.length) for m in mount.gidMappings]
+    if uids != [pod.uids] or gids != [pod.gids]:
+        raise InvalidArgument(f"{where}: its id mappings differ from those of the pod's user namespace")
+    return True
 
 
 def idmapped_mount(source: Path, target: Path, userns: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 import resource
 import subprocess
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from pathlib import Path
 from errdefs import FailedPrecondition, Unavailable
 from snapshotters.snapshotter import Mount
 
-__all__ = ["compact_lowerdirs", "mount_all", "unmount"]
+__all__ = ["compact_lowerdirs", "mount_all", "unmount", "unmount_under"]
 
 _PAGE = resource.getpagesize()
 _MNT_DETACH = 2
@@ -42,6 +43,19 @@ def unmount(target: Path, detach: bool = False) -> None:
     if err in (errno.EINVAL, errno.ENOENT):  # not a mount point; gone
         return
     raise Unavailable(f"unmount {target}: {os.strerror(err)}")
+
+
+def unmount_under(folder: Path) -> None:
+    """Detach every mount at or below ``folder``, deepest first, so removing the folder never reaches into
+    what was mounted there."""
+    prefix = os.path.realpath(folder)
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split(" ")[4])
+        if point == prefix or point.startswith(prefix + "/"):
+            points.append(point)
+    for point in sorted(points, key=len, reverse=True):
+        unmount(Path(point), detach=True)
 
 
 def _mount(m: Mount, target: Path) -> None:

@@ -58,6 +58,32 @@ def test_a_pod_in_its_own_user_namespace(cri: CriEnv, handler: str) -> None:
     assert _owner(Path(f"/proc/{pid}/ns/net")) == userns
 
 
+def test_a_volume_asking_for_the_pods_mapping_is_an_idmapped_mount(cri: CriEnv, tmp_path: Path) -> None:
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    (volume / "from-host").write_text("host\n")  # root's on the host, 0644, in a folder of root's, 0755
+    pod_id = cri.runp(_userns_pod(cri, "userns-volume"))
+    mapped = cri.run(pod_id, cri.container("mapped", mounts=[
+        {"container_path": "/vol", "host_path": str(volume), "uidMappings": MAPPING, "gidMappings": MAPPING}]))
+    plain = cri.run(pod_id, cri.container("plain", mounts=[{"container_path": "/vol", "host_path": str(volume)}]))
+    stat = ["busybox", "stat", "-c", "%u:%g", "/vol/from-host"]
+    assert cri.exec(mapped, *stat).stdout.split() == ["0:0"]
+    assert cri.exec(plain, *stat).stdout.split() == ["65534:65534"]  # the host's root is nobody in there
+    denied = cri.exec(plain, "busybox", "touch", "/vol/from-plain", check=False)
+    assert denied.returncode != 0 and "Permission denied" in denied.stderr
+    cri.exec(mapped, "busybox", "touch", "/vol/from-mapped")
+    # Through the idmapped mount the container's root writes as the volume's owner, the host's root.
+    assert (volume / "from-mapped").stat().st_uid == 0
+    # Nothing of the staging is left on the host once the container runs.
+    assert not [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if "idmapped-volumes" in line]
+    other = [{"container_id": 0, "host_id": HOST_ID + SIZE, "length": SIZE}]
+    before = cri.inventory()
+    bad = cri.container("other", mounts=[
+        {"container_path": "/vol", "host_path": str(volume), "uidMappings": other, "gidMappings": other}])
+    assert "differ from those of the pod" in refused(cri.create(pod_id, bad, check=False), "InvalidArgument")
+    assert cri.inventory() == before
+
+
 @pytest.mark.parametrize(("userns", "message"), [
     ({"uids": MAPPING * 2}, "exactly one uid mapping"),
     ({"uids": [{"container_id": 1, "host_id": HOST_ID, "length": SIZE}]}, "must map container id 0"),
