@@ -7,7 +7,6 @@ files are neither read nor changed."""
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 
