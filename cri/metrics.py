@@ -2,7 +2,9 @@
 
 The daemon makes one ``Metrics`` and hands it to whatever records something:
 the RPC interceptor calls ``observe_rpc``; the image service wraps each pull in
-``with metrics.pull():`` and reports fetched bytes with ``add_pull_bytes``; the
+``with metrics.pull():`` (which counts it in ``pulls_in_progress``) and reports
+fetched bytes with ``add_pull_bytes``, by registry host; per layer, the puller and
+the unpacker observe ``layer_download_duration`` and ``layer_unpack_duration``; the
 runtime service times pod and container operations with
 ``with metrics.containers.time("create"):`` (and ``sandboxes``, ``cni``); a
 garbage collection reports through ``observe_gc``. What is read rather than
@@ -41,6 +43,8 @@ CNI_OPERATIONS = ("setup", "teardown")
 
 # Pulls range from a cached tag (well under a second) to multi-gigabyte images.
 _PULL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+# A small layer lands in milliseconds, a large one over a slow link in minutes.
+_LAYER_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 # A create takes milliseconds; a stop may wait out a grace period of half a minute or more.
 _OPERATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 # A collection of an idle store takes milliseconds; one after removing many large images, minutes.
@@ -112,7 +116,25 @@ class Metrics:
         )
         self.image_pull_bytes = Counter(
             "crishim_image_pull_bytes_total",
-            "Bytes fetched from registries.",
+            "Bytes fetched from registries, by the registry host (mirror or upstream) that served them.",
+            ["registry"],
+            registry=self.registry,
+        )
+        self.pulls_in_progress = Gauge(
+            "crishim_image_pulls_in_progress",
+            "Image pulls running now (identical pulls that share one count once).",
+            registry=self.registry,
+        )
+        self.layer_download_duration = Histogram(
+            "crishim_image_layer_download_duration_seconds",
+            "Time each layer's download took, from its first request to its verified blob.",
+            buckets=_LAYER_BUCKETS,
+            registry=self.registry,
+        )
+        self.layer_unpack_duration = Histogram(
+            "crishim_image_layer_unpack_duration_seconds",
+            "Time each layer took to decompress and apply into its snapshot (it overlaps its download).",
+            buckets=_LAYER_BUCKETS,
             registry=self.registry,
         )
         self.image_pull_duration = Histogram(
@@ -192,16 +214,19 @@ class Metrics:
     def pull(self) -> Iterator[None]:
         """Count the pull run inside the block, and time it when it succeeds."""
         start = time.perf_counter()
+        self.pulls_in_progress.inc()
         try:
             yield
         except BaseException:
             self.image_pulls.labels(outcome="failure").inc()
             raise
+        finally:
+            self.pulls_in_progress.dec()
         self.image_pulls.labels(outcome="success").inc()
         self.image_pull_duration.observe(time.perf_counter() - start)
 
-    def add_pull_bytes(self, count: int) -> None:
-        self.image_pull_bytes.inc(count)
+    def add_pull_bytes(self, registry: str, count: int) -> None:
+        self.image_pull_bytes.labels(registry=registry).inc(count)
 
     @contextmanager
     def gc(self) -> Iterator[None]:

@@ -65,13 +65,17 @@ class LocalSnapshotter(Snapshotter):
     def view(self, key: str, parent: str = "", labels: Mapping[str, str] | None = None) -> list[Mount]:
         return self._create(Kind.VIEW, key, parent, labels)
 
-    def commit(self, name: str, key: str, labels: Mapping[str, str] | None = None) -> None:
+    def commit(self, name: str, key: str, labels: Mapping[str, str] | None = None, *, durable: bool = True) -> None:
         with self._store.transaction() as tx:
             record = tx.get(key)
-        # A committed snapshot must survive a power loss: its data reaches the disk before its record says so.
-        _syncfs(self._fs(record.id))
+        if durable:
+            # A committed snapshot must survive a power loss: its data reaches the disk before its record says so.
+            _syncfs(self._fs(record.id))
         with self._store.transaction() as tx:
             tx.commit(name, key, disk_usage(self._fs(record.id)), labels)
+
+    def sync(self) -> None:
+        _syncfs(self.snapshots_dir)
 
     def remove(self, key: str) -> None:
         # The record goes first and its folder after, so a kill -9 in between leaves a folder no record

@@ -92,7 +92,13 @@ class Snapshotter(abc.ABC):
     def view(self, key: str, parent: str = "", labels: Mapping[str, str] | None = None) -> list[Mount]: ...
 
     @abc.abstractmethod
-    def commit(self, name: str, key: str, labels: Mapping[str, str] | None = None) -> None: ...
+    def commit(self, name: str, key: str, labels: Mapping[str, str] | None = None, *, durable: bool = True) -> None:
+        """Turn Active ``key`` into Committed ``name``. ``durable``: its data is on disk first; otherwise it
+        is committed at once and reaches the disk with the next ``sync`` (the caller keeps track of it)."""
+
+    @abc.abstractmethod
+    def sync(self) -> None:
+        """Everything committed so far reaches the disk."""
 
     @abc.abstractmethod
     def remove(self, key: str) -> None: ...

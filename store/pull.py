@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -69,7 +70,10 @@ class _Fetched:
 class Puller:
     def __init__(self, content: ContentStore, db: MetadataDB, hosts: HostsConfig, *, platform: Platform,
                  max_concurrent_downloads: int = 3, progress_timeout: float | None = 300.0,
-                 on_bytes: Callable[[int], None] | None = None) -> None:
+                 on_bytes: Callable[[str, int], None] | None = None,
+                 on_layer_fetched: Callable[[float], None] = lambda seconds: None) -> None:
+        """``on_bytes(registry host, count)`` sees every byte fetched; ``on_layer_fetched(seconds)`` each
+        layer's download time."""
         self._content = content
         self._db = db
         self._hosts = hosts
@@ -77,6 +81,7 @@ class Puller:
         self._max_downloads = max(1, max_concurrent_downloads)
         self._progress_timeout = progress_timeout
         self._on_bytes = on_bytes
+        self._on_layer_fetched = on_layer_fetched
 
     def pull(self, namespace: str, ref: Reference, credentials: Credentials | None,
              unpack: Callable[[PulledImage, Cancellation], LayerSink],
@@ -220,12 +225,14 @@ class _Pull:
     def _fetch_into(self, desc: Descriptor, index: int, unpack: Callable[[int, LayerStream], None]) -> None:
         stream = LayerStream(self._cancel)
         unpack(index, stream)
+        started = time.monotonic()
         try:
             self._fetch(desc, stream)
         except BaseException as exc:
             stream.fail(exc)
             raise
         stream.close()
+        self._p._on_layer_fetched(time.monotonic() - started)
 
     def _fetch(self, desc: Descriptor, stream: LayerStream | None = None) -> None:
         content = self._p._content

@@ -3,7 +3,8 @@
 A removal only drops names; the blobs and snapshots nothing refers to any more go in a collection that
 runs on this thread, so RemoveImage answers at once however large the image. Requests made while a
 collection runs coalesce into one more run. The thread starts on the first request, not in the
-constructor, and ``close`` joins it.
+constructor, and ``close`` joins it. The same runner writes unpacked layers back to disk (``name``
+"sync") after pulls commit them.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ log = structlog.get_logger(__name__)
 
 
 class BackgroundCollector:
-    def __init__(self, collect: Callable[[], object]) -> None:
+    def __init__(self, collect: Callable[[], object], name: str = "gc") -> None:
         self._collect = collect
+        self._name = name
         self._wanted = threading.Event()
         self._closing = False
         self._lock = threading.Lock()
@@ -32,7 +34,7 @@ class BackgroundCollector:
             if self._closing:
                 return
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="gc", daemon=True)
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
             self._wanted.set()
 
@@ -56,4 +58,4 @@ class BackgroundCollector:
                 self._collect()
             except Exception:
                 # Logged with its traceback and retried on the next request; the thread must live on.
-                log.exception("gc.failed")
+                log.exception(f"{self._name}.failed")

@@ -19,6 +19,7 @@ from cri.image_service.pull_image import pull_image, pull_key
 from cri.image_service.pull_pool import PullPool
 from cri.image_service.remove_image import remove_image
 from cri.image_service.unpack import Unpacker
+from cri.image_service.unpack_journal import UnpackJournal
 from cri.metrics import Metrics
 from cri.scrape_metrics import DiskUsage
 from errdefs import InvalidArgument
@@ -38,6 +39,8 @@ __all__ = ["ImageService"]
 
 CONTENT_DIR = "io.containerd.content.v1.content"
 METADATA_DB = "io.containerd.metadata.v1.sqlite/meta.db"
+# Layers committed before they were known to be on disk (cri.image_service.unpack_journal).
+UNPACK_JOURNAL_DIR = "unpack-journal"
 # Pulls downloading and unpacking at once, and pulls queued behind them; beyond both, ResourceExhausted.
 # Together they stay well below the daemon's RPC threads (128), so other calls always find one.
 _PULLS_RUNNING = 8
@@ -56,13 +59,16 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
         if self.snapshotter_name not in self.snapshotters:
             raise InvalidArgument(f"config: image.snapshotter {self.snapshotter_name!r} is not one of "
                                   f"{', '.join(sorted(self.snapshotters))}")
-        self.unpacker = Unpacker(self.content, self.snapshotter, self.snapshotter_name)
+        self.unpacker = Unpacker(self.content, self.snapshotter, self.snapshotter_name,
+                                 UnpackJournal(config.root / UNPACK_JOURNAL_DIR / self.snapshotter_name),
+                                 on_layer_unpacked=metrics.layer_unpack_duration.observe)
         self.unpacker.remove_leftovers()
+        self.unpacker.recover()
         self.puller = Puller(
             self.content, self.db, HostsConfig(config.registry.config_path), platform=platform,
             max_concurrent_downloads=config.image.max_concurrent_downloads,
             progress_timeout=config.image.pull_progress_timeout or None,
-            on_bytes=metrics.add_pull_bytes,
+            on_bytes=metrics.add_pull_bytes, on_layer_fetched=metrics.layer_download_duration.observe,
         )
         self.importer = Importer(self.content, self.db, platform)
         self._gc_lock = threading.Lock()
@@ -84,6 +90,7 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
     def close(self) -> None:
         self._pull_pool.close()
         self._collector.close()
+        self.unpacker.close()
         for sn in self.snapshotters.values():
             sn.close()
         self.db.close()

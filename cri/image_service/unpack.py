@@ -9,6 +9,9 @@ the layers below (the attributes of parent directories it lacks) is filled in
 once they are committed, and commits go in chain order, so the result is the
 one a layer-by-layer unpack gives. Otherwise each layer waits for the one below.
 
+With a journal, a layer is committed without waiting for the disk: it is
+journalled first, and a background sync writes it back (see unpack_journal).
+
 A layer already present (same chain ID) is skipped; a per-chain lock makes two
 concurrent pulls of one image unpack each layer once. A diff ID mismatch (or
 any failure) removes the half-made snapshot and fails the pull.
@@ -23,6 +26,7 @@ import secrets
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Protocol, cast
@@ -30,7 +34,9 @@ from typing import BinaryIO, Protocol, cast
 import structlog
 import zstandard
 
-from errdefs import Cancelled, DataLoss, NotFound, PermissionDenied, Unavailable
+from cri.image_service.collector import BackgroundCollector
+from cri.image_service.unpack_journal import JournalEntry, UnpackJournal
+from errdefs import Cancelled, DataLoss, FailedPrecondition, NotFound, PermissionDenied, Unavailable
 from snapshotters.apply import ApplyResult, apply_tar, inherit_parent_attributes
 from snapshotters.compression import HashingReader, decompressed
 from snapshotters.snapshotter import Kind, Snapshotter
@@ -67,11 +73,54 @@ class Unpackable(Protocol):
 
 
 class Unpacker:
-    def __init__(self, content: ContentStore, snapshotter: Snapshotter, snapshotter_name: str) -> None:
+    def __init__(self, content: ContentStore, snapshotter: Snapshotter, snapshotter_name: str,
+                 journal: UnpackJournal | None = None,
+                 on_layer_unpacked: Callable[[float], None] = lambda seconds: None) -> None:
         self._content = content
         self.sn = snapshotter
         self.name = snapshotter_name
         self.chain_locks = KeyedLocks()
+        self.journal = journal
+        self.on_layer_unpacked = on_layer_unpacked
+        self._sync = BackgroundCollector(self.sync, name="sync")
+
+    def close(self) -> None:
+        """Stop the background sync, and write back what it had not yet (a clean stop leaves no journal)."""
+        self._sync.close()
+        self.sync()
+
+    def sync(self) -> None:
+        """Write every committed layer back to disk, then drop the journal entries that covered them."""
+        if self.journal is None:
+            return
+        names = self.journal.names()
+        if names:
+            self.sn.sync()
+            self.journal.forget(names)
+
+    def request_sync(self) -> None:
+        """A layer was committed without its data synced: the background sync writes it back soon."""
+        self._sync.request()
+
+    def recover(self) -> None:
+        """After an unclean stop: layers that may have lost files are removed and unpacked again from their blobs."""
+        if self.journal is None:
+            return
+        entries = [e for e in self.journal.entries() if self._exists(e.chain)]
+        for entry in sorted(entries, key=lambda e: len(e.layers), reverse=True):
+            try:
+                self.sn.remove(entry.chain)
+            except FailedPrecondition as exc:
+                # A container was made on it before the crash; its rootfs depends on this folder.
+                log.warning("unpack.unsynced_layer_kept", chain_id=entry.chain, reason=str(exc))
+        for entry in sorted(entries, key=lambda e: len(e.layers)):
+            try:
+                self.unpack(entry)
+            except (DataLoss, NotFound, Unavailable) as exc:
+                log.error("unpack.unsynced_layer_lost", chain_id=entry.chain, error=str(exc))
+            else:
+                log.info("unpack.unsynced_layer_redone", chain_id=entry.chain)
+        self.sync()
 
     def start(self, image: Unpackable, cancel: Cancellation) -> ImageUnpack:
         """The unpack of one image, fed layer by layer (a pull's LayerSink)."""
@@ -163,15 +212,27 @@ class ImageUnpack:
                     sn.rebase(key, parent)
                     inherit_parent_attributes(Path(sn.apply_dir(key)), result.implicit_dirs,
                                               [Path(p) for p in sn.lower_dirs(key)])
-                sn.commit(chain, key)
+                self._commit(index, chain, key)
             except BaseException as exc:
                 sn.remove(key)
                 self.cancel.cancel(f"layer {index} of this image failed: {exc}")
                 raise
         self._committed[index].set()
+        self._u.on_layer_unpacked(applied)
         layer = self._image.layers[index]
         log.info("unpack.layer_committed", layer=index, digest=str(layer.digest), chain_id=chain,
                  size=layer.size, entries=result.entries, unpack_seconds=round(applied, 3))
+
+    def _commit(self, index: int, chain: str, key: str) -> None:
+        journal = self._u.journal
+        if journal is None:
+            self._u.sn.commit(chain, key)
+            return
+        image = self._image
+        entry = JournalEntry.of(image.config, image.layers[: index + 1], image.image_config.diff_ids[: index + 1])
+        journal.record(entry)
+        self._u.sn.commit(chain, key, durable=False)
+        self._u.request_sync()
 
     def labels(self) -> ContentLabels:
         labels: ContentLabels = {layer.digest: {LABEL_UNCOMPRESSED: str(diff_id)} for layer, diff_id
@@ -221,12 +282,17 @@ class ImageUnpack:
 
 
 def _feed_stored(content: ContentStore, layer: Descriptor, stream: LayerStream) -> None:
+    """Feed a stored blob, checked against its digest as it is read (it may be what a crash left)."""
+    hasher = layer.digest.hasher()
     try:
         with content.open(layer.digest) as blob:
             offset = 0
             while chunk := blob.read(1 << 20):
+                hasher.update(chunk)
                 stream.feed(offset, chunk)
                 offset += len(chunk)
+        if hasher.hexdigest() != layer.digest.hex or offset != layer.size:
+            raise DataLoss(f"layer {layer.digest}: the stored blob does not match its digest and size")
     except BaseException as exc:
         stream.fail(exc)
         return

@@ -43,7 +43,7 @@ MIN_BYTES_PER_SECOND = 1024
 class RegistryClient:
     def __init__(self, registry: str, repository: str, hosts: list[RegistryHost],
                  credentials: Credentials | None, *, progress_timeout: float | None, retries: int = 3,
-                 backoff: float = 0.5, on_bytes: Callable[[int], None] | None = None,
+                 backoff: float = 0.5, on_bytes: Callable[[str, int], None] | None = None,
                  cancel: Cancellation | None = None) -> None:
         self.registry = registry
         self.repository = repository
@@ -53,7 +53,7 @@ class RegistryClient:
         self._progress_timeout = progress_timeout
         self._retries = retries
         self._backoff = backoff
-        self._on_bytes = on_bytes or (lambda n: None)
+        self._on_bytes = on_bytes or (lambda host, n: None)
         self._cancel = cancel or Cancellation()
         self._token_client = httpx.Client(timeout=self._timeout, follow_redirects=True)
         self._clients: dict[RegistryHost, httpx.Client] = {}
@@ -171,7 +171,7 @@ class RegistryClient:
             for chunk in response.iter_raw():
                 self._cancel.check()
                 writer.write(chunk)
-                self._on_bytes(len(chunk))
+                self._on_bytes(host.host, len(chunk))
                 floor.add(len(chunk))
 
     @contextmanager

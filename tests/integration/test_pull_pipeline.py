@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.compare import grpc_code
 from tests.support.daemon import Crishim
@@ -132,3 +133,25 @@ def test_identical_pulls_at_once_share_one_pull(crishim: Crishim, registry: Regi
         assert seen[f"GET /v2/test/pipeline-shared/blobs/{digest}"] == 1, seen
     resolves = [path for path in seen.elements() if path.endswith("/manifests/v1")]
     assert len(resolves) == 1, seen
+
+
+def _samples(daemon: Crishim) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(daemon.metrics_url, timeout=10).text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_count_each_layer_and_the_bytes_of_each_registry(crishim: Crishim, registry: Registry) -> None:
+    ref, _ = push_image(registry, "test/pipeline-metrics", [256 << 10, 512 << 10])
+    before = _samples(crishim)
+    crishim.crictl("pull", ref)
+    after = _samples(crishim)
+
+    def delta(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert delta("crishim_image_layer_download_duration_seconds_count") == 2
+    assert delta("crishim_image_layer_unpack_duration_seconds_count") == 2
+    assert delta("crishim_image_pull_bytes_total", registry=registry.host) > 768 << 10
+    assert after[("crishim_image_pulls_in_progress", ())] == 0

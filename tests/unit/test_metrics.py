@@ -46,23 +46,25 @@ def test_pull_outcomes() -> None:
     metrics = Metrics()
     assert sample(metrics, "crishim_image_pulls_total", outcome="failure") == 0
     with metrics.pull():
-        metrics.add_pull_bytes(1000)
+        assert sample(metrics, "crishim_image_pulls_in_progress") == 1
+        metrics.add_pull_bytes("registry.example:5000", 1000)
     with pytest.raises(NotFound), metrics.pull():
         raise NotFound("no such image")
     assert sample(metrics, "crishim_image_pulls_total", outcome="success") == 1
     assert sample(metrics, "crishim_image_pulls_total", outcome="failure") == 1
-    assert sample(metrics, "crishim_image_pull_bytes_total") == 1000
+    assert sample(metrics, "crishim_image_pulls_in_progress") == 0
+    assert sample(metrics, "crishim_image_pull_bytes_total", registry="registry.example:5000") == 1000
     assert sample(metrics, "crishim_image_pull_duration_seconds_count") == 1
 
 
 def test_serves_and_closes() -> None:
     metrics = Metrics()
-    metrics.add_pull_bytes(42)
+    metrics.add_pull_bytes("127.0.0.1:5000", 42)
     server = start_server(metrics, "127.0.0.1:0")
     try:
         response = httpx.get(f"http://{server.address}/metrics")
         assert response.status_code == 200
-        assert "crishim_image_pull_bytes_total 42.0" in response.text
+        assert 'crishim_image_pull_bytes_total{registry="127.0.0.1:5000"} 42.0' in response.text
     finally:
         server.close()
     with pytest.raises(ConnectionRefusedError):
