@@ -91,10 +91,12 @@ def _run(config: Config, stop: threading.Event) -> None:
         stack.callback(runtime_service.close)
         if swept := runtime_service.oci.sweep_execs():
             log.info("stopped execs a killed daemon left", execs=swept)
+        _register_collectors(metrics, image_service, runtime_service)
+        # A configured metrics port is bound before the streaming server asks the kernel for a free one,
+        # which could otherwise be that very port.
+        metrics_address = _start_metrics(stack, config, metrics)
         runtime_service.streams.start()
         stack.callback(runtime_service.streams.stop)
-        _register_collectors(metrics, image_service, runtime_service)
-        metrics_address = _start_metrics(stack, config, metrics)
         server = _grpc_server(metrics, runtime_service, image_service, containerd_api)
         _bind(server, config.socket)
         stack.callback(_remove_socket, config.socket)

@@ -53,6 +53,7 @@ CONTAINERD_SERVICES = (
     "services/content/v1/content.proto",
     "services/snapshots/v1/snapshots.proto",
     "services/leases/v1/leases.proto",
+    "services/diff/v1/diff.proto",
 )
 # Only to compile the unmodified originals for the wire-format comparison.
 GOGO_INCLUDE = GOCODE / "github.com/gogo/protobuf"

@@ -103,9 +103,12 @@ class ContentStore:
         return total, inodes
 
     @contextmanager
-    def writer(self, ref: str, expected: Digest, total: int, *, cancel: Cancellation | None = None,
+    def writer(self, ref: str, expected: Digest | None, total: int, *, cancel: Cancellation | None = None,
                wait: bool = True) -> Iterator[Writer]:
         """Open the ingest for ``ref``, resuming what is on disk; one writer per ref at a time.
+
+        A client that does not know the digest (None) or size (0) up front gives them at commit, or not at
+        all: the blob is then stored under what was written (sha256).
 
         A second caller for the same ref waits until the first is done (or ``cancel`` is set), so two
         pulls of one image download each blob once; with ``wait=False`` it is Unavailable at once, as
@@ -170,12 +173,13 @@ class ContentStore:
 class Writer:
     """Appends to an ingest while hashing; ``commit`` verifies and publishes the blob."""
 
-    def __init__(self, store: ContentStore, path: Path, ref: str, expected: Digest, total: int) -> None:
+    def __init__(self, store: ContentStore, path: Path, ref: str, expected: Digest | None, total: int) -> None:
         self._store = store
         self._path = path
         self.expected = expected
-        self.total = total
-        self._hash = expected.hasher()
+        self.total = total  # 0: not known yet
+        self._algorithm = expected.algorithm if expected else "sha256"
+        self._hash = hashlib.new(self._algorithm)
         path.mkdir(exist_ok=True)
         _write_once(path / "ref", ref)
         _write_once(path / "startedat", _now_text())
@@ -189,7 +193,7 @@ class Writer:
         self._file.seek(0)
         offset = 0
         while chunk := self._file.read(_CHUNK):
-            if offset + len(chunk) > self.total:
+            if self.total and offset + len(chunk) > self.total:
                 self.truncate()
                 return 0
             self._hash.update(chunk)
@@ -206,39 +210,50 @@ class Writer:
         self._tee = sink
 
     def write(self, data: bytes) -> None:
-        if self.offset + len(data) > self.total:
-            raise DataLoss(f"content {self.expected}: more than the expected {self.total} bytes")
+        if self.total and self.offset + len(data) > self.total:
+            raise DataLoss(f"content {self.expected or self._path.name}: more than the expected {self.total} bytes")
         self._file.write(data)
         self._hash.update(data)
         if self._tee is not None:
             self._tee(self.offset, data)
         self.offset += len(data)
 
+    def digest(self) -> Digest:
+        """The digest of the bytes written so far."""
+        return Digest(self._algorithm, self._hash.hexdigest())
+
     def truncate(self) -> None:
         """Start over, e.g. when a server ignores a Range request."""
         self._file.seek(0)
         self._file.truncate()
-        self._hash = self.expected.hasher()
+        self._hash = hashlib.new(self._algorithm)
         self.offset = 0
 
-    def commit(self) -> None:
+    def commit(self, expected: Digest | None = None, total: int = 0) -> Digest:
+        """Verify against the digest and size given here or when opened (those known) and publish the blob
+        under its digest."""
         self._file.flush()
         (self._path / "updatedat").write_text(_now_text())
-        actual = self._hash.hexdigest()
-        if self.offset != self.total or actual != self.expected.hex:
+        actual = self.digest()
+        expected = expected or self.expected or actual
+        total = total or self.total or self.offset
+        if self.offset != total or actual != expected:
             self.discard()
-            raise DataLoss(
-                f"content {self.expected}: got {self.offset} bytes with digest "
-                f"{self.expected.algorithm}:{actual}, expected {self.total} bytes"
-            )
+            raise DataLoss(f"content {expected}: got {self.offset} bytes with digest {actual}, "
+                           f"expected {total} bytes")
+        target = self._store.blob_path(expected)
+        if target.exists():
+            # Verified bytes of a blob already stored: the stored file stays as it is, as containerd's does.
+            self.discard()
+            return expected
         os.fsync(self._file.fileno())
         self._file.close()
-        target = self._store.blob_path(self.expected)
         data = self._path / "data"
         data.chmod(0o444)
         os.rename(data, target)
         _fsync_dir(target.parent)
         shutil.rmtree(self._path, ignore_errors=True)
+        return expected
 
     def discard(self) -> None:
         self._file.close()

@@ -28,6 +28,8 @@ LABEL_ROOT = "containerd.io/gc.root"
 LABEL_CONTENT_REF = "containerd.io/gc.ref.content."
 LABEL_SNAPSHOT_REF = "containerd.io/gc.ref.snapshot."
 LEASE_CONTENT = "content"
+# A leased snapshot's resource kind is this prefix and its snapshotter's name, as containerd's.
+LEASE_SNAPSHOTS = "snapshots/"
 LABEL_EXPIRE = "containerd.io/gc.expire"
 INGEST_TTL = timedelta(hours=24)
 
@@ -91,7 +93,11 @@ def _drop_expired_leases(tx: Tx, namespace: str) -> None:
 def _sweep_namespace(tx: Tx, namespace: str, result: GCResult) -> None:
     records = {rec.digest: rec for rec in tx.list_content(namespace)}
     pending = [target.digest for target in (img.target for img in tx.list_images(namespace))]
-    pending += [Digest.parse(key) for _, _, kind, key in tx.lease_resources(namespace) if kind == LEASE_CONTENT]
+    leased = tx.lease_resources(namespace)
+    pending += [Digest.parse(key) for _, _, kind, key in leased if kind == LEASE_CONTENT]
+    for _, _, kind, key in leased:
+        if kind.startswith(LEASE_SNAPSHOTS):
+            result.live_snapshots[kind.removeprefix(LEASE_SNAPSHOTS)].add(key)
     pending += [d for d, rec in records.items() if LABEL_ROOT in rec.labels]
     marked: set[Digest] = set()
     while pending:

@@ -55,6 +55,10 @@ _MIGRATIONS = [
         name TEXT NOT NULL, doc TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
         PRIMARY KEY (namespace, kind, id), UNIQUE (namespace, kind, name));
     """,
+    # What ctr writes on an imported image's target (its name in the archive).
+    """
+    ALTER TABLE images ADD COLUMN annotations TEXT NOT NULL DEFAULT '{}';
+    """,
 ]
 
 
@@ -197,13 +201,14 @@ class Tx:
         now = _now()
         target = image.target
         self._conn.execute(
-            """INSERT INTO images(namespace, name, media_type, digest, size, labels, created_at, updated_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """INSERT INTO images(namespace, name, media_type, digest, size, labels, annotations, created_at,
+                 updated_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT(namespace, name) DO UPDATE SET media_type=excluded.media_type,
                  digest=excluded.digest, size=excluded.size, labels=excluded.labels,
-                 updated_at=excluded.updated_at""",
+                 annotations=excluded.annotations, updated_at=excluded.updated_at""",
             (namespace, image.name, target.media_type, str(target.digest), target.size,
-             _labels(image.labels), now, now),
+             _labels(image.labels), _labels(target.annotations), now, now),
         )
         return self.get_image(namespace, image.name)
 
@@ -364,14 +369,14 @@ class Tx:
                            (namespace, kind, obj_id))
 
 
-_IMAGE_COLUMNS = "name, media_type, digest, size, labels, created_at, updated_at"
+_IMAGE_COLUMNS = "name, media_type, digest, size, labels, annotations, created_at, updated_at"
 _CONTENT_COLUMNS = "digest, size, labels, created_at, updated_at"
 
 
-def _image(row: tuple[str, str, str, int, str, str, str]) -> ImageRecord:
-    name, media_type, digest, size, labels, created, updated = row
-    return ImageRecord(name, Descriptor(media_type, Digest.parse(digest), size), json.loads(labels),
-                       _parse_time(created), _parse_time(updated))
+def _image(row: tuple[str, str, str, int, str, str, str, str]) -> ImageRecord:
+    name, media_type, digest, size, labels, annotations, created, updated = row
+    target = Descriptor(media_type, Digest.parse(digest), size, annotations=json.loads(annotations))
+    return ImageRecord(name, target, json.loads(labels), _parse_time(created), _parse_time(updated))
 
 
 def _content(row: tuple[str, int, str, str, str]) -> ContentRecord:

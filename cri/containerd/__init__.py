@@ -3,7 +3,7 @@
 One module per service, each a thin servicer over crishim's store and
 snapshotters that raises ``errdefs`` errors (the daemon's interceptor turns
 them into status codes): ``version``, ``namespaces``, ``images``,
-``content``, ``snapshots``, ``leases`` and ``introspection``; ``namespace``
+``content``, ``snapshots``, ``diff``, ``leases`` and ``introspection``; ``namespace``
 reads the namespace a call carries. ``ContainerdAPI`` builds them all from the
 CRI image service's store and registers them on the daemon's server.
 """
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cri.api.containerd.services.content.v1 import content_pb2_grpc
+from cri.api.containerd.services.diff.v1 import diff_pb2_grpc
 from cri.api.containerd.services.images.v1 import images_pb2_grpc
 from cri.api.containerd.services.introspection.v1 import introspection_pb2_grpc
 from cri.api.containerd.services.leases.v1 import leases_pb2_grpc
@@ -22,6 +23,7 @@ from cri.api.containerd.services.snapshots.v1 import snapshots_pb2_grpc
 from cri.api.containerd.services.version.v1 import version_pb2_grpc
 from cri.config import Config
 from cri.containerd.content import ContentService
+from cri.containerd.diff import DiffService
 from cri.containerd.images import ImagesService
 from cri.containerd.introspection import IntrospectionService, plugins
 from cri.containerd.leases import LeasesService
@@ -54,10 +56,12 @@ class ContainerdAPI:
         self._servicers: list[tuple[Callable[[Any, Any], None], Any]] = [
             (version_pb2_grpc.add_VersionServicer_to_server, VersionService()),
             (namespace_pb2_grpc.add_NamespacesServicer_to_server, NamespacesService(images.db)),
-            (images_pb2_grpc.add_ImagesServicer_to_server, ImagesService(images.db, gc)),
+            (images_pb2_grpc.add_ImagesServicer_to_server, ImagesService(images.db, gc, images.catalog)),
             (content_pb2_grpc.add_ContentServicer_to_server, ContentService(images.content, images.db, gc)),
             (snapshots_pb2_grpc.add_SnapshotsServicer_to_server,
-             SnapshotsService({**images.snapshotters, PROXY_SNAPSHOTTER: self._proxy})),
+             SnapshotsService({**images.snapshotters, PROXY_SNAPSHOTTER: self._proxy}, images.db)),
+            # Only the CRI's snapshotters: a client applies layers onto those, never onto containerd's proxy one.
+            (diff_pb2_grpc.add_DiffServicer_to_server, DiffService(images.content, images.db, images.snapshotters)),
             (leases_pb2_grpc.add_LeasesServicer_to_server, LeasesService(images.db, gc)),
             (introspection_pb2_grpc.add_IntrospectionServicer_to_server,
              IntrospectionService(config.root, plugin_list)),

@@ -5,23 +5,32 @@ there, as in containerd's metadata layer; the bytes come from the one shared
 content store. Delete drops the namespace's record and then runs garbage
 collection, which removes the file once no namespace records it. Ingests
 (downloads in progress) are not per namespace in crishim: Status,
-ListStatuses and Abort see all of them. Write is not served (UNIMPLEMENTED).
+ListStatuses and Abort see all of them.
+
+Write takes a blob from a client (``ctr images import``, ``kind load``) as
+containerd's does: stat, resumable writes at the current offset, a commit
+that verifies digest and size and records the blob in the namespace, and the
+call's lease protecting it until an image refers to it. A blob some namespace
+already holds is AlreadyExists at once when its digest is given up front;
+one whose digest is known only at commit is verified then.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from google.protobuf import empty_pb2
 
 from cri.api.containerd.services.content.v1 import content_pb2, content_pb2_grpc
-from cri.containerd.convert import timestamp, updated_labels
-from cri.containerd.namespace import required_namespace
-from errdefs import DataLoss, InvalidArgument, NotFound, OutOfRange
+from cri.containerd.convert import timestamp, updated_labels, validate_labels
+from cri.containerd.namespace import lease_from, required_namespace
+from errdefs import AlreadyExists, DataLoss, FailedPrecondition, InvalidArgument, NotFound, OutOfRange
 from snapshotters.filters import matches_fields
-from store.content import ContentStore, IngestStatus
+from store.content import ContentStore, IngestStatus, Writer
 from store.digest import Digest
+from store.gc import LEASE_CONTENT
 from store.metadata import ContentRecord, MetadataDB
 
 __all__ = ["ContentService"]
@@ -100,6 +109,74 @@ class ContentService(content_pb2_grpc.ContentServicer):
     def Abort(self, request: Any, context: Any) -> empty_pb2.Empty:
         self._content.abort(request.ref)
         return empty_pb2.Empty()
+
+    def Write(self, requests: Iterator[Any], context: Any) -> Iterator[content_pb2.WriteContentResponse]:
+        namespace, lease = required_namespace(context), lease_from(context)
+        first = next(requests, None)
+        if first is None:
+            return
+        if not first.ref:
+            raise InvalidArgument("first message must have a reference")
+        expected = _digest(first.expected) if first.expected else None
+        if expected is not None:
+            self._refuse_present(namespace, lease, expected)
+        # A client that goes away closes this generator: the ingest stays on disk for it to resume.
+        with self._content.writer(first.ref, expected, max(first.total, 0), wait=False) as writer:
+            for request in itertools.chain([first], requests):
+                yield self._write_step(namespace, lease, first.ref, writer, request)
+                if request.action == content_pb2.COMMIT:
+                    return
+
+    def _refuse_present(self, namespace: str, lease: str | None, digest: Digest) -> None:
+        """AlreadyExists when the namespace holds the blob; one another namespace holds joins this one."""
+        with self._db.transaction() as tx:
+            try:
+                tx.get_content(namespace, digest)
+            except NotFound:
+                if not self._content.exists(digest):
+                    return
+                tx.put_content(namespace, digest, self._content.info(digest).size)
+            if lease:
+                tx.add_lease_resource(namespace, lease, LEASE_CONTENT, str(digest))
+        raise AlreadyExists(f"blob with expected digest {digest} exists")
+
+    def _write_step(self, namespace: str, lease: str | None, ref: str, writer: Writer,
+                    request: Any) -> content_pb2.WriteContentResponse:
+        response = content_pb2.WriteContentResponse(action=request.action, offset=writer.offset)
+        if request.action == content_pb2.STAT:
+            status = self._content.ingest_status(ref)
+            response.total, response.digest = writer.total, str(writer.digest())
+            response.started_at.CopyFrom(timestamp(status.started_at))
+            response.updated_at.CopyFrom(timestamp(status.updated_at))
+            return response
+        if request.action not in (content_pb2.WRITE, content_pb2.COMMIT):
+            raise InvalidArgument(f"unknown write action {request.action}")
+        if request.offset > 0 and request.offset != writer.offset:
+            raise OutOfRange(f"write @{request.offset} must occur at current offset {writer.offset}")
+        if request.offset == 0 and writer.offset > 0:
+            writer.truncate()
+        if request.data:
+            writer.write(request.data)
+        response.offset = writer.offset
+        if request.action == content_pb2.COMMIT:
+            expected = _digest(request.expected) if request.expected else None
+            self._commit(namespace, lease, writer, expected, max(request.total, 0), dict(request.labels))
+        response.digest = str(writer.digest())
+        return response
+
+    def _commit(self, namespace: str, lease: str | None, writer: Writer, expected: Digest | None, total: int,
+                labels: dict[str, str]) -> None:
+        validate_labels(labels, "content")
+        # Published and recorded under the database's write lock, so a collection cannot take the new
+        # blob between the two.
+        with self._db.transaction() as tx:
+            try:
+                digest = writer.commit(expected, total)
+            except DataLoss as exc:
+                raise FailedPrecondition(f"commit failed: {exc}") from exc
+            tx.put_content(namespace, digest, writer.offset, labels)
+            if lease:
+                tx.add_lease_resource(namespace, lease, LEASE_CONTENT, str(digest))
 
 
 def _digest(text: str) -> Digest:

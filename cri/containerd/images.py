@@ -4,12 +4,14 @@ Images are per namespace. List takes containerd's filters on ``name``,
 ``target.digest``, ``target.mediatype`` and ``labels``. Delete runs garbage
 collection before it answers, whether or not the client asked for ``sync``:
 the blobs and snapshots only that image held are gone once ``ctr images rm``
-returns. crishim keeps no annotations on image targets; an update that sets
-some is refused rather than silently dropped.
+returns. Target annotations are kept as given (ctr import records the
+image's name in the archive there).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -17,21 +19,24 @@ from google.protobuf import empty_pb2
 
 from cri.api.containerd.services.images.v1 import images_pb2, images_pb2_grpc
 from cri.api.containerd.types import descriptor_pb2
+from cri.constants import CRI_NAMESPACE
 from cri.containerd.convert import timestamp, updated_labels, validate_labels
 from cri.containerd.namespace import required_namespace
-from errdefs import InvalidArgument, Unimplemented
+from cri.image_service.catalog import ImageCatalog, image_record_labels
+from errdefs import InvalidArgument, NotFound
 from snapshotters.filters import matches_fields
 from store.descriptor import Descriptor
 from store.digest import Digest
-from store.metadata import ImageRecord, MetadataDB
+from store.metadata import ImageRecord, MetadataDB, Tx
 
 __all__ = ["ImagesService"]
 
 
 class ImagesService(images_pb2_grpc.ImagesServicer):
-    def __init__(self, db: MetadataDB, collect_garbage: Callable[[], object]) -> None:
+    def __init__(self, db: MetadataDB, collect_garbage: Callable[[], object], catalog: ImageCatalog) -> None:
         self._db = db
         self._collect_garbage = collect_garbage
+        self._catalog = catalog
 
     def Get(self, request: Any, context: Any) -> images_pb2.GetImageResponse:
         namespace = required_namespace(context)
@@ -47,7 +52,9 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
         namespace = required_namespace(context)
         image = _validated(from_proto(request.image))
         with self._db.transaction() as tx:
-            return images_pb2.CreateImageResponse(image=to_proto(tx.create_image(namespace, image)))
+            created = tx.create_image(namespace, image)
+            self._manage(tx, namespace, created)
+            return images_pb2.CreateImageResponse(image=to_proto(created))
 
     def Update(self, request: Any, context: Any) -> images_pb2.UpdateImageResponse:
         namespace = required_namespace(context)
@@ -55,8 +62,28 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
         paths = list(request.update_mask.paths)
         with self._db.transaction() as tx:
             current = tx.get_image(namespace, given.name)
-            updated = _validated(_updated(current, given, paths))
-            return images_pb2.UpdateImageResponse(image=to_proto(tx.put_image(namespace, updated)))
+            updated = tx.put_image(namespace, _validated(_updated(current, given, paths)))
+            self._manage(tx, namespace, updated)
+            return images_pb2.UpdateImageResponse(image=to_proto(updated))
+
+    def _manage(self, tx: Tx, namespace: str, image: ImageRecord) -> None:
+        """What containerd's CRI does when an image appears in its namespace (``ctr -n k8s.io images import``):
+        the name is labelled as managed by the CRI, and the image's id (its config digest) becomes a name
+        too, pointing at the same target."""
+        if namespace != CRI_NAMESPACE:
+            return
+        try:
+            image_id = str(self._catalog.image_id(image.target))
+        except (NotFound, InvalidArgument):
+            return  # not an image the CRI can run here: containerd's CRI leaves it alone too
+        managed = image_record_labels()
+        if not managed.items() <= image.labels.items():
+            tx.put_image(namespace, dataclasses.replace(image, labels={**image.labels, **managed}))
+        with contextlib.suppress(NotFound):
+            current = tx.get_image(namespace, image_id)
+            if current.target.digest == image.target.digest and managed.items() <= current.labels.items():
+                return
+        tx.put_image(namespace, ImageRecord(image_id, image.target, managed))
 
     def Delete(self, request: Any, context: Any) -> empty_pb2.Empty:
         namespace = required_namespace(context)
@@ -71,7 +98,8 @@ def to_proto(image: ImageRecord) -> images_pb2.Image:
     return images_pb2.Image(
         name=image.name,
         labels=image.labels,
-        target=descriptor_pb2.Descriptor(media_type=target.media_type, digest=str(target.digest), size=target.size),
+        target=descriptor_pb2.Descriptor(media_type=target.media_type, digest=str(target.digest), size=target.size,
+                                         annotations=target.annotations),
         created_at=timestamp(image.created_at),
         updated_at=timestamp(image.updated_at),
     )
@@ -80,11 +108,10 @@ def to_proto(image: ImageRecord) -> images_pb2.Image:
 def from_proto(image: images_pb2.Image) -> ImageRecord:
     if not image.name:
         raise InvalidArgument("Image.Name required")
-    if image.target.annotations:
-        raise Unimplemented("crishim does not store annotations on image targets")
     target = image.target
-    digest = _digest(target.digest)
-    return ImageRecord(image.name, Descriptor(target.media_type, digest, target.size), dict(image.labels))
+    descriptor = Descriptor(target.media_type, _digest(target.digest), target.size,
+                            annotations=dict(target.annotations))
+    return ImageRecord(image.name, descriptor, dict(image.labels))
 
 
 def _digest(text: str) -> Digest:
@@ -98,15 +125,19 @@ def _updated(current: ImageRecord, given: ImageRecord, paths: list[str]) -> Imag
     if not paths:
         return given
     label_paths = [p for p in paths if p == "labels" or p.startswith("labels.")]
+    annotation_paths = [p.replace("annotations", "labels", 1) for p in paths
+                        if p == "annotations" or p.startswith("annotations.")]
     labels = updated_labels(current.labels, given.labels, label_paths, f"image {given.name!r}")
     target = current.target
     for path in paths:
         if path == "target":
             target = given.target
-        elif path == "annotations" or path.startswith("annotations."):
-            raise Unimplemented("crishim does not store annotations on image targets")
-        elif path not in label_paths:
+        elif path not in label_paths and path.split(".", 1)[0] != "annotations":
             raise InvalidArgument(f"cannot update {path!r} field on image {given.name!r}")
+    if annotation_paths:
+        annotations = updated_labels(target.annotations, given.target.annotations, annotation_paths,
+                                     f"image {given.name!r}")
+        target = dataclasses.replace(target, annotations=annotations)
     return ImageRecord(given.name, target, labels)
 
 

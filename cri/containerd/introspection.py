@@ -33,10 +33,10 @@ METADATA_TYPE = "io.containerd.metadata.v1"
 GRPC_TYPE = "io.containerd.grpc.v1"
 SERVICE_TYPE = "io.containerd.service.v1"
 # The in-process services behind those gRPC ones, named as containerd names its own.
-LOCAL_SERVICES = ("content-service", "images-service", "introspection-service", "leases-service",
+LOCAL_SERVICES = ("content-service", "diff-service", "images-service", "introspection-service", "leases-service",
                   "namespaces-service", "snapshots-service")
 # The gRPC services on crishim's socket, in the order containerd lists its own.
-GRPC_SERVICES = ("introspection", "content", "images", "leases", "namespaces", "snapshots", "version", "cri")
+GRPC_SERVICES = ("introspection", "content", "diff", "images", "leases", "namespaces", "snapshots", "version", "cri")
 _UUID_FILE = "io.containerd.grpc.v1.introspection/uuid"
 
 

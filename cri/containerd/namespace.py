@@ -14,9 +14,11 @@ from typing import Any
 
 from errdefs import FailedPrecondition, InvalidArgument
 
-__all__ = ["NAMESPACE_KEY", "namespace_from", "required_namespace", "validate_identifier"]
+__all__ = ["LEASE_KEY", "NAMESPACE_KEY", "lease_from", "namespace_from", "required_namespace", "validate_identifier"]
 
 NAMESPACE_KEY = "containerd-namespace"
+# The lease a client holds while it writes content and snapshots it has not referenced yet.
+LEASE_KEY = "containerd-lease"
 # containerd's identifiers: alphanumerics joined by single '.', '_' or '-', at most 76 characters.
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
 _MAX_IDENTIFIER = 76
@@ -24,8 +26,17 @@ _MAX_IDENTIFIER = 76
 
 def namespace_from(metadata: Iterable[tuple[str, Any]] | None) -> str | None:
     """The first ``containerd-namespace`` value in gRPC metadata, None when there is none."""
+    return _header(metadata, NAMESPACE_KEY)
+
+
+def lease_from(context: Any) -> str | None:
+    """The lease the call ``context`` serves runs in, None when it names none."""
+    return _header(context.invocation_metadata(), LEASE_KEY) or None
+
+
+def _header(metadata: Iterable[tuple[str, Any]] | None, name: str) -> str | None:
     for key, value in metadata or ():
-        if key.lower() == NAMESPACE_KEY:
+        if key.lower() == name:
             return value.decode() if isinstance(value, bytes) else str(value)
     return None
 

@@ -20,7 +20,10 @@ serves both kinds of client:
   collector removes every snapshot its database does not know, and
   crishim's removes committed snapshots no crishim image needs.
 
-The namespace a call carries is therefore not required and not used here.
+The namespace a call carries is therefore not required, except with a
+lease: a snapshot prepared or committed in the call's lease (what ctr does
+while it unpacks an import) is kept by garbage collection until the lease
+ends, as in containerd, and leases belong to a namespace.
 """
 
 from __future__ import annotations
@@ -33,8 +36,11 @@ from google.protobuf import empty_pb2
 from cri.api.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
 from cri.api.containerd.types import mount_pb2
 from cri.containerd.convert import timestamp
+from cri.containerd.namespace import lease_from, required_namespace
 from errdefs import InvalidArgument, Unimplemented
 from snapshotters.snapshotter import Info, Kind, Mount, Snapshotter
+from store.gc import LEASE_SNAPSHOTS
+from store.metadata import MetadataDB
 
 __all__ = ["PROXY_SNAPSHOTTER", "Cleaner", "SnapshotsService"]
 
@@ -52,15 +58,20 @@ class Cleaner(Protocol):
 
 
 class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
-    def __init__(self, snapshotters: Mapping[str, Snapshotter]) -> None:
+    def __init__(self, snapshotters: Mapping[str, Snapshotter], db: MetadataDB) -> None:
         self._snapshotters = snapshotters
+        self._db = db
 
     def Prepare(self, request: Any, context: Any) -> snapshots_pb2.PrepareSnapshotResponse:
-        mounts = self._get(request.snapshotter).prepare(request.key, request.parent, dict(request.labels))
+        sn = self._get(request.snapshotter)
+        self._lease(context, request.snapshotter, request.key)
+        mounts = sn.prepare(request.key, request.parent, dict(request.labels))
         return snapshots_pb2.PrepareSnapshotResponse(mounts=_mounts(mounts))
 
     def View(self, request: Any, context: Any) -> snapshots_pb2.ViewSnapshotResponse:
-        mounts = self._get(request.snapshotter).view(request.key, request.parent, dict(request.labels))
+        sn = self._get(request.snapshotter)
+        self._lease(context, request.snapshotter, request.key)
+        mounts = sn.view(request.key, request.parent, dict(request.labels))
         return snapshots_pb2.ViewSnapshotResponse(mounts=_mounts(mounts))
 
     def Mounts(self, request: Any, context: Any) -> snapshots_pb2.MountsResponse:
@@ -69,7 +80,10 @@ class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
     def Commit(self, request: Any, context: Any) -> empty_pb2.Empty:
         # containerd passes labels on only when the request has some; otherwise the active's are kept.
         labels = dict(request.labels) or None
-        self._get(request.snapshotter).commit(request.name, request.key, labels)
+        sn = self._get(request.snapshotter)
+        # The committed layer is referenced by nothing else until the client labels its image.
+        self._lease(context, request.snapshotter, request.name)
+        sn.commit(request.name, request.key, labels)
         return empty_pb2.Empty()
 
     def Remove(self, request: Any, context: Any) -> empty_pb2.Empty:
@@ -100,6 +114,14 @@ class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
             raise Unimplemented("snapshotter does not implement Cleanup method")
         sn.cleanup()
         return empty_pb2.Empty()
+
+    def _lease(self, context: Any, snapshotter: str, key: str) -> None:
+        """Add the snapshot to the call's lease, if it has one, before the snapshot exists: an unknown lease
+        then fails the call without leaving a snapshot behind."""
+        lease = lease_from(context)
+        if lease:
+            with self._db.transaction() as tx:
+                tx.add_lease_resource(required_namespace(context), lease, f"{LEASE_SNAPSHOTS}{snapshotter}", key)
 
     def _get(self, name: str) -> Snapshotter:
         if not name:

@@ -101,6 +101,11 @@ class ImageCatalog:
             return matches[0]
         raise NotFound(f"image {ref_or_id!r}: not found")
 
+    def image_id(self, target: Descriptor) -> Digest:
+        """The CRI id (config digest) of an image with this target; NotFound or InvalidArgument when its
+        content is not here or is not an image for this platform."""
+        return self._resolve_target(target).config.digest
+
     def _image(self, records: list[ImageRecord]) -> CRIImage:
         # Names sharing a config may point at different manifests (say docker and OCI media types);
         # like containerd's CRI, the image is described by the one pulled first.
