@@ -30,6 +30,7 @@ from runtime import spec as oci_spec
 from runtime.events import Event, EventBus
 from runtime.exits import ExitWatcher
 from runtime.handlers import Handler, Handlers
+from runtime.image_volumes import ImageVolumes
 from runtime.lifecycle import container_lifecycle
 from runtime.namespaces import PodNamespaces
 from runtime.oci import OCIRuntime
@@ -123,6 +124,7 @@ class ContainerManager:
         self._exits = ExitWatcher(self._conmon_exited)
         # StartContainer's start time while runc start runs, for an exit noticed before RUNNING is written.
         self._starting: dict[str, int] = {}
+        self._image_volumes = ImageVolumes(oci.state_dir, snapshotter, self._image_volume_users)
 
     # Queries: they only read. The state they see is kept current by exit notifications.
     def get(self, id_or_prefix: str) -> ContainerRecord:
@@ -142,6 +144,10 @@ class ContainerManager:
                 doc = docs[0]
         return ContainerRecord.from_doc(doc)
 
+    def _image_volume_users(self, image_id: str, leaving: str) -> bool:
+        """Whether a container other than ``leaving`` has the image mounted as a volume."""
+        return any(image_id in r.image_volumes and r.id != leaving for r in self.all())
+
     def all(self, sandbox_id: str = "") -> list[ContainerRecord]:
         with self._db.transaction() as tx:
             docs = tx.list_objects(self._namespace, KIND_CONTAINER)
@@ -154,6 +160,7 @@ class ContainerManager:
         if not config.metadata.name:
             raise InvalidArgument("container metadata needs a name")
         image = self._images(config.image.image)
+        volumes = {m.container_path: self._images(m.image.image) for m in config.mounts if m.image.image}
         handler = self._handlers.get(sandbox.runtime_handler)
         container_id = secrets.token_hex(32)
         sandbox_config = sandbox.config
@@ -166,7 +173,8 @@ class ContainerManager:
             image_ref=config.image.image, image_id=image.id,
             image_repo_digest=image.repo_digests[0] if image.repo_digests else image.id,
             snapshot_key=container_id, snapshotter=self._sn_name, log_path=str(log_path or ""), bundle=str(bundle),
-            stop_signal=str(process_config(image.config).get("StopSignal") or "SIGTERM"))
+            stop_signal=str(process_config(image.config).get("StopSignal") or "SIGTERM"),
+            image_volumes=tuple(sorted({v.id for v in volumes.values()})))
         _signal(record.stop_signal)  # an image whose stop signal is unknown could never be stopped gracefully
         with self._locks.hold(container_id), contextlib.ExitStack() as undo:
             self._insert(record)  # reserves the name
@@ -180,8 +188,10 @@ class ContainerManager:
             undo.callback(quietly, unmount, rootfs, True)
             _mount_rootfs(mounts, rootfs, sandbox)
             idmapped = _idmap_volumes(config, sandbox, bundle / "idmapped-volumes")
-            spec = oci_spec.container_spec(self._spec_inputs(record, sandbox, config, image, rootfs, handler,
-                                                             idmapped))
+            for image_id in record.image_volumes:
+                undo.callback(quietly, self._image_volumes.release, image_id, container_id)
+            made = {**idmapped, **self._mount_image_volumes(config, volumes)}
+            spec = oci_spec.container_spec(self._spec_inputs(record, sandbox, config, image, rootfs, handler, made))
             (bundle / "config.json").write_text(json.dumps(spec))
             record = record.replace(user=process_user(spec), resources_b64=encode(cri_resources(spec)))
             if log_path is not None:
@@ -273,6 +283,8 @@ class ContainerManager:
                 self._sn.remove(record.snapshot_key)
             shutil.rmtree(record.bundle, ignore_errors=True)
             self._forget(record.id)
+            for image_id in record.image_volumes:
+                self._image_volumes.release(image_id, record.id)
             self._stop_signalled.discard(record.id)
         self._publish(record, "deleted")
         log.info("container.removed", container=record.id)
@@ -380,9 +392,14 @@ class ContainerManager:
             image_name=image.repo_tags[0] if image.repo_tags else config.image.image,
             namespace=self._namespace,
             handler=handler.features,
-            idmapped_sources=idmapped,
+            bind_sources=idmapped,
             # As containerd's restrict_oom_score_adj: a runtime without CAP_SYS_RESOURCE cannot lower it.
             restrict_oom_score_adj=True)
+
+    def _mount_image_volumes(self, config: api_pb2.ContainerConfig, volumes: dict[str, ImageInfo]) -> dict[str, str]:
+        return {m.container_path: self._image_volumes.acquire(volumes[m.container_path].id,
+                                                             volumes[m.container_path].chain_id, m.image_sub_path)
+                for m in config.mounts if m.image.image}
 
     def _live_pid_holder(self, sandbox: SandboxRecord) -> int | None:
         """The pod's PID-namespace holder, checked alive: a reused pid must never lend its namespace."""

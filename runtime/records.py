@@ -101,6 +101,7 @@ class ContainerRecord:
     # What the OCI spec gave the container; None in records written before these were kept.
     user: ProcessUser | None = None
     resources_b64: str | None = None  # CRI LinuxContainerResources as applied ("" when nothing is limited)
+    image_volumes: tuple[str, ...] = ()  # ids of the images mounted into it as volumes
 
     @property
     def config(self) -> api_pb2.ContainerConfig:
@@ -125,6 +126,7 @@ class ContainerRecord:
     def from_doc(cls, doc: dict[str, Any]) -> ContainerRecord:
         user = doc.get("user")
         return cls(**{**doc, "mounts": tuple(doc.get("mounts", ())),
+                      "image_volumes": tuple(doc.get("image_volumes", ())),
                       "user": None if user is None else ProcessUser(
                           int(user["uid"]), int(user["gid"]), tuple(user["supplemental_groups"]))})
 

@@ -154,8 +154,9 @@ class SpecInputs:
     namespace: str = DEFAULT_NAMESPACE  # containerd namespace, for the default cgroups path
     host: HostFacts | None = None  # probed when None
     handler: HandlerFeatures = field(default_factory=HandlerFeatures)  # what the pod's runtime handler can do
-    # By container path: the idmapped mount made for a CRI mount with id mappings, bound in its place.
-    idmapped_sources: Mapping[str, str] = field(default_factory=dict)
+    # By container path: the folder crishim made for a CRI mount, bound in place of its host path (an idmapped
+    # mount for one with id mappings; the image's mounted view for an image volume).
+    bind_sources: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -304,7 +305,7 @@ def _cap_name(name: str) -> str:
 
 
 def _mounts(inputs: SpecInputs, host: HostFacts, privileged: bool) -> tuple[list[dict[str, Any]], str | None]:
-    requested = [_cri_bind(m, inputs.handler, inputs.idmapped_sources) for m in inputs.config.mounts]
+    requested = [_cri_bind(m, inputs.handler, inputs.bind_sources) for m in inputs.config.mounts]
     taken = {posixpath.normpath(b.destination) for b in requested}
     binds = requested + [b for b in _pod_binds(inputs) if posixpath.normpath(b.destination) not in taken]
     # Fewer path components first, so that /a is mounted before /a/b rather than over it.
@@ -341,9 +342,9 @@ def _mount(destination: str, mount_type: str, source: str, options: list[str]) -
     return {"destination": destination, "type": mount_type, "source": source, "options": options}
 
 
-def _cri_bind(mount: api_pb2.Mount, handler: HandlerFeatures, idmapped: Mapping[str, str]) -> _Bind:
+def _cri_bind(mount: api_pb2.Mount, handler: HandlerFeatures, made: Mapping[str, str]) -> _Bind:
     if mount.image.image or mount.image_sub_path:
-        raise errdefs.InvalidArgument(f"mount {mount.container_path!r}: image volume mounts are not supported")
+        return _image_volume(mount, made)
     if mount.recursive_read_only:
         _check_recursive_read_only(mount, handler)
     if not mount.container_path.startswith("/"):
@@ -352,13 +353,23 @@ def _cri_bind(mount: api_pb2.Mount, handler: HandlerFeatures, idmapped: Mapping[
         raise errdefs.InvalidArgument(
             f"mount host path {mount.host_path!r} (for {mount.container_path!r}) is not absolute")
     if len(mount.uidMappings) or len(mount.gidMappings):
-        source = idmapped.get(mount.container_path)
+        source = made.get(mount.container_path)
         if source is None:
             raise errdefs.InvalidArgument(f"mount {mount.container_path!r}: id-mapped mounts need a pod in its own "
                                           "user namespace")
         return _Bind(source, mount.container_path, bool(mount.readonly), int(mount.propagation))
     return _Bind(mount.host_path, mount.container_path, bool(mount.readonly), int(mount.propagation),
                  bool(mount.recursive_read_only))
+
+
+def _image_volume(mount: api_pb2.Mount, made: Mapping[str, str]) -> _Bind:
+    source = made.get(mount.container_path)
+    if not mount.image.image:
+        raise errdefs.InvalidArgument(f"mount {mount.container_path!r}: an image sub path needs an image")
+    if source is None:
+        raise errdefs.InvalidArgument(f"mount {mount.container_path!r}: the image volume was not prepared")
+    # Read-only whatever the request says, as in containerd and CRI-O: the view is shared by containers.
+    return _Bind(source, mount.container_path, True, int(mount.propagation))
 
 
 def _check_recursive_read_only(mount: api_pb2.Mount, handler: HandlerFeatures) -> None:

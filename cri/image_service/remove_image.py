@@ -9,7 +9,8 @@ import structlog
 
 from cri.api.runtime.v1 import api_pb2
 from cri.constants import CRI_NAMESPACE
-from errdefs import InvalidArgument, NotFound
+from errdefs import FailedPrecondition, InvalidArgument, NotFound
+from runtime.records import KIND_CONTAINER
 
 if TYPE_CHECKING:
     from cri.image_service.service import ImageService
@@ -28,6 +29,12 @@ def remove_image(svc: ImageService, request: api_pb2.RemoveImageRequest) -> api_
         # been removed."
         return api_pb2.RemoveImageResponse()
     with svc.db.transaction() as tx:
+        users = [doc["id"] for doc in tx.list_objects(CRI_NAMESPACE, KIND_CONTAINER)
+                 if image.id in doc.get("image_volumes", ())]
+        if users:
+            # Its view is mounted in those containers: the image must outlive them.
+            raise FailedPrecondition(f"image {image.id} is in use as a volume by container {users[0]}"
+                                     + (f" and {len(users) - 1} more" if len(users) > 1 else ""))
         for name in image.names:
             with contextlib.suppress(NotFound):  # removed concurrently
                 tx.delete_image(CRI_NAMESPACE, name)

@@ -370,7 +370,8 @@ def test_missing_host_path_is_created_and_symlinks_resolved(tmp_path: Path) -> N
         (api_pb2.Mount(container_path="/data", host_path="data"), "host path 'data'.*not absolute"),
         (api_pb2.Mount(container_path="/data", host_path=""), "host path ''.*not absolute"),
         (api_pb2.Mount(container_path="data", host_path="/tmp"), "container path 'data' is not absolute"),
-        (api_pb2.Mount(container_path="/d", image=api_pb2.ImageSpec(image="busybox")), "image volume"),
+        (api_pb2.Mount(container_path="/d", image=api_pb2.ImageSpec(image="busybox")), "image volume was not prepared"),
+        (api_pb2.Mount(container_path="/d", image_sub_path="bin"), "sub path needs an image"),
     ],
 )
 def test_bad_mounts_are_invalid_arguments(mount: api_pb2.Mount, message: str) -> None:
@@ -379,6 +380,13 @@ def test_bad_mounts_are_invalid_arguments(mount: api_pb2.Mount, message: str) ->
 
 
 RRO = HandlerFeatures(recursive_read_only_mounts=True)
+
+
+def test_an_image_volume_binds_its_view_read_only(tmp_path: Path) -> None:
+    mount = api_pb2.Mount(container_path="/img", image=api_pb2.ImageSpec(image="busybox"), readonly=False)
+    bound = mounts_by_destination(spec(container_config(mounts=[mount]), bind_sources={"/img": str(tmp_path)}))
+    assert bound["/img"]["source"] == str(tmp_path)
+    assert bound["/img"]["options"] == ["rbind", "rprivate", "ro"]
 
 
 def test_a_recursive_read_only_mount_asks_the_runtime_for_rro(tmp_path: Path) -> None:
