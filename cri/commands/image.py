@@ -1,8 +1,11 @@
 """``crishim image pull|ls|rm``: images as ctr shows them.
 
 ``pull`` asks the daemon to pull through the CRI (so the image lands in
-namespace k8s.io, unpacked, named by tag, repo digest and id) and shows the
-download of each descriptor while it runs, as ctr does.
+namespace k8s.io, unpacked, named by tag, repo digest and id) and shows each
+descriptor while it runs, as ctr does: on a terminal, bars redrawn with the
+bytes, speed and phase of each download (a layer unpacks as it downloads, and
+is "unpacking" from its last byte until the pull ends); otherwise one plain line
+per phase change. At the end, every descriptor of the image, done.
 """
 
 from __future__ import annotations
@@ -123,16 +126,36 @@ class _Progress:
         self._ref = ref
         self._drawn = 0
         self._live = sys.stdout.isatty()
+        self._totals: dict[str, int] = {}  # every download seen so far, by ref
+        self._downloading: set[str] = set()  # plain output: downloads announced and not ended yet
 
     def show_live(self) -> None:
-        if not self._live:
-            return
         from cri.api.containerd.services.content.v1 import content_pb2, content_pb2_grpc
 
         stub = content_pb2_grpc.ContentStub(self._client.channel)
         statuses = stub.ListStatuses(content_pb2.ListStatusesRequest(), metadata=self._client.metadata).statuses
-        rows = [(self._ref, "resolving", 0, 0)] + [(s.ref, "downloading", s.offset, s.total) for s in statuses]
+        active = {s.ref: s for s in statuses}
+        if not self._live:
+            self._print_changes(active)
+            return
+        self._totals.update({ref: s.total for ref, s in active.items()})
+        rows = [(self._ref, "resolving", 0, 0, "")]
+        for ref, total in self._totals.items():
+            status = active.get(ref)
+            if status is None:
+                rows.append((ref, _after_download(ref), total, total, human_bytes(total)))
+            else:
+                rows.append((ref, "downloading", status.offset, status.total, _transfer(status)))
         self._draw(rows)
+
+    def _print_changes(self, active: dict[str, Any]) -> None:
+        """Plain output: a line when a download starts and one when its last byte is in."""
+        for ref, status in active.items():
+            if ref not in self._downloading:
+                print(f"{ref}: downloading {human_bytes(status.total)}", flush=True)
+        for ref in sorted(self._downloading - set(active)):
+            print(f"{ref}: {_after_download(ref)}", flush=True)
+        self._downloading = set(active)
 
     def show_done(self, elapsed: float) -> None:
         from cri.api.containerd.services.images.v1 import images_pb2, images_pb2_grpc
@@ -140,21 +163,34 @@ class _Progress:
         image = images_pb2_grpc.ImagesStub(self._client.channel).Get(
             images_pb2.GetImageRequest(name=_normalized(self._ref)), metadata=self._client.metadata).image
         descriptors = _walk(_reader(self._client), image.target.media_type, image.target.digest, image.target.size)
-        rows = [(self._ref, "resolved", 1, 1)] + [(f"{kind}-{digest}", "done", 1, 1) for kind, digest, _ in descriptors]
+        rows = [(self._ref, "resolved", 1, 1, "")]
+        rows += [(f"{kind}-{digest}", "done", 1, 1, human_bytes(size)) for kind, digest, size in descriptors]
         self._draw(rows)
         total = sum(size for _, _, size in descriptors)
         print(f"elapsed: {elapsed:.1f} s\ttotal: {human_bytes(total)} ({human_bytes(total / max(elapsed, 1e-9))}/s)")
         print(f"unpacking linux/amd64 {image.target.digest}...")
         print(f"done: {elapsed:.3f}s")
 
-    def _draw(self, rows: list[tuple[str, str, int, int]]) -> None:
+    def _draw(self, rows: list[tuple[str, str, int, int, str]]) -> None:
         if self._drawn:
             sys.stdout.write(f"\x1b[{self._drawn}A\x1b[J")
-        lines = [f"{ref}:\t{status}\t{_bar(done, total)}\t" for ref, status, done, total in rows]
+        lines = [f"{ref}:\t{status}\t{_bar(done, total)}\t{detail}" for ref, status, done, total, detail in rows]
         text = format_table(lines, 1, 8, 1)
         sys.stdout.write(text)
         sys.stdout.flush()
         self._drawn = len(lines) if self._live else 0
+
+
+def _after_download(ref: str) -> str:
+    """A layer's last byte is in: it is unpacked and committed, in chain order, before the pull ends."""
+    return "unpacking" if ref.startswith("layer-") else "done"
+
+
+def _transfer(status: Any) -> str:
+    """``1.2 MiB/7.0 MiB (3.1 MiB/s)``: bytes so far of the total, and the rate since the download started."""
+    elapsed = max(time.time() - status.started_at.ToSeconds(), 1e-3) if status.HasField("started_at") else 0.0
+    rate = f" ({human_bytes(status.offset / elapsed)}/s)" if elapsed else ""
+    return f"{human_bytes(status.offset)}/{human_bytes(status.total)}{rate}"
 
 
 def _bar(done: int, total: int) -> str:

@@ -21,10 +21,12 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.compare import grpc_code
-from tests.support.daemon import Crishim
+from tests.support.daemon import Crishim, python_executable
 from tests.support.layout import OCI_CONFIG, OCI_MANIFEST
+from tests.support.procs import run
 from tests.support.registry import Registry
 from tests.support.registry_push import descriptor, push_blob, push_manifest
+from tests.support.tools import binary
 
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
@@ -155,3 +157,33 @@ def test_metrics_count_each_layer_and_the_bytes_of_each_registry(crishim: Crishi
     assert delta("crishim_image_layer_unpack_duration_seconds_count") == 2
     assert delta("crishim_image_pull_bytes_total", registry=registry.host) > 768 << 10
     assert after[("crishim_image_pulls_in_progress", ())] == 0
+
+
+def test_ctr_content_active_shows_the_downloads_in_flight(crishim: Crishim, registry: Registry) -> None:
+    _, digests = push_image(registry, "test/pipeline-active", [256 << 10, 256 << 10])
+    with counting_front(registry, blob_delay=3.0) as (front, _):
+        pull = subprocess.Popen(crishim.crictl_client.command("pull", f"{front}/test/pipeline-active:v1"),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        seen: set[str] = set()
+        deadline = time.monotonic() + 30
+        while pull.poll() is None and time.monotonic() < deadline:
+            listing = run(binary("ctr"), "-a", crishim.socket, "-n", "k8s.io", "content", "active").stdout
+            seen |= {line.split()[0] for line in listing.splitlines()[1:] if line.strip()}
+            time.sleep(0.2)
+        _, stderr = pull.communicate(timeout=60)
+    assert pull.returncode == 0, stderr
+    assert {f"layer-{digest}" for digest in digests} <= seen, seen
+
+
+def test_crishim_image_pull_prints_each_layers_phases_when_not_on_a_terminal(
+        crishim: Crishim, registry: Registry) -> None:
+    _, digests = push_image(registry, "test/pipeline-progress", [256 << 10, 256 << 10])
+    with counting_front(registry, blob_delay=1.5) as (front, _):
+        proc = subprocess.run([str(python_executable()), "-m", "cri", "-a", str(crishim.socket), "image", "pull",
+                               f"{front}/test/pipeline-progress:v1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    for digest in digests:
+        started = next(i for i, line in enumerate(lines) if line.startswith(f"layer-{digest}: downloading "))
+        assert lines.index(f"layer-{digest}: unpacking") > started, proc.stdout
+    assert "\x1b[" not in proc.stdout, "terminal control codes in plain output"
