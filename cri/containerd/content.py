@@ -33,7 +33,7 @@ from store.digest import Digest
 from store.gc import LEASE_CONTENT
 from store.metadata import ContentRecord, MetadataDB
 
-__all__ = ["ContentService"]
+__all__ = ["ContentService", "digest_argument"]
 
 # As containerd: list results go out in blocks of 100, reads in chunks of 1 MiB.
 LIST_BLOCK = 100
@@ -48,12 +48,12 @@ class ContentService(content_pb2_grpc.ContentServicer):
 
     def Info(self, request: Any, context: Any) -> content_pb2.InfoResponse:
         namespace = required_namespace(context)
-        record = self._db.get_content(namespace, _digest(request.digest))
+        record = self._db.get_content(namespace, digest_argument(request.digest))
         return content_pb2.InfoResponse(info=_info(record))
 
     def Update(self, request: Any, context: Any) -> content_pb2.UpdateResponse:
         namespace = required_namespace(context)
-        digest = _digest(request.info.digest)
+        digest = digest_argument(request.info.digest)
         with self._db.transaction() as tx:
             current = tx.get_content(namespace, digest)
             labels = updated_labels(current.labels, dict(request.info.labels), request.update_mask.paths,
@@ -72,7 +72,7 @@ class ContentService(content_pb2_grpc.ContentServicer):
 
     def Delete(self, request: Any, context: Any) -> empty_pb2.Empty:
         namespace = required_namespace(context)
-        digest = _digest(request.digest)
+        digest = digest_argument(request.digest)
         with self._db.transaction() as tx:
             tx.get_content(namespace, digest)
             tx.delete_content(namespace, digest)
@@ -81,7 +81,7 @@ class ContentService(content_pb2_grpc.ContentServicer):
 
     def Read(self, request: Any, context: Any) -> Iterator[content_pb2.ReadContentResponse]:
         namespace = required_namespace(context)
-        digest = _digest(request.digest)
+        digest = digest_argument(request.digest)
         total = self._db.get_content(namespace, digest).size
         offset, size = _section(request.offset, request.size, total)
         with self._content.open(digest) as blob:
@@ -117,7 +117,7 @@ class ContentService(content_pb2_grpc.ContentServicer):
             return
         if not first.ref:
             raise InvalidArgument("first message must have a reference")
-        expected = _digest(first.expected) if first.expected else None
+        expected = digest_argument(first.expected) if first.expected else None
         if expected is not None:
             self._refuse_present(namespace, lease, expected)
         # A client that goes away closes this generator: the ingest stays on disk for it to resume.
@@ -159,7 +159,7 @@ class ContentService(content_pb2_grpc.ContentServicer):
             writer.write(request.data)
         response.offset = writer.offset
         if request.action == content_pb2.COMMIT:
-            expected = _digest(request.expected) if request.expected else None
+            expected = digest_argument(request.expected) if request.expected else None
             self._commit(namespace, lease, writer, expected, max(request.total, 0), dict(request.labels))
         response.digest = str(writer.digest())
         return response
@@ -179,7 +179,8 @@ class ContentService(content_pb2_grpc.ContentServicer):
                 tx.add_lease_resource(namespace, lease, LEASE_CONTENT, str(digest))
 
 
-def _digest(text: str) -> Digest:
+def digest_argument(text: str) -> Digest:
+    """A digest a client sent, refused in containerd's words."""
     try:
         return Digest.parse(text)
     except InvalidArgument:

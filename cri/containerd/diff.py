@@ -10,22 +10,19 @@ CRI's unpacker does.
 
 from __future__ import annotations
 
-import errno
-import gzip
 import io
-import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-import zstandard
-
 from cri.api.containerd.services.diff.v1 import diff_pb2, diff_pb2_grpc
 from cri.api.containerd.types import descriptor_pb2
+from cri.containerd.content import digest_argument
 from cri.containerd.namespace import required_namespace
-from errdefs import DataLoss, InvalidArgument, PermissionDenied, Unavailable, Unimplemented
+from errdefs import InvalidArgument, Unimplemented
 from snapshotters.apply import apply_tar
 from snapshotters.compression import HashingReader, decompressed
+from snapshotters.layer_errors import layer_errors
 from snapshotters.snapshotter import Info, Kind, Snapshotter
 from store import mediatypes
 from store.content import ContentStore
@@ -50,19 +47,11 @@ class DiffService(diff_pb2_grpc.DiffServicer):
         compression = mediatypes.layer_compression(request.diff.media_type)
         if compression is None:
             raise Unimplemented(f"unsupported diff media type: {request.diff.media_type}")
-        digest = _digest(request.diff.digest)
+        digest = digest_argument(request.diff.digest)
         self._db.get_content(namespace, digest)  # NotFound unless the namespace holds the blob
         sn, key = self._active_snapshot([(m.type, m.source, tuple(m.options)) for m in request.mounts])
-        try:
+        with layer_errors(str(digest), request.diff.media_type):
             diff_id, size = self._apply(digest, compression, sn, key)
-        except (EOFError, zlib.error, zstandard.ZstdError, gzip.BadGzipFile) as exc:
-            raise DataLoss(f"layer {digest}: corrupt {request.diff.media_type} data: {exc}") from exc
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise Unavailable(f"layer {digest}: no space left to apply it: {exc.strerror}") from exc
-            if exc.errno in (errno.EPERM, errno.EACCES):
-                raise PermissionDenied(f"layer {digest}: cannot apply it: {exc.strerror}: {exc.filename}") from exc
-            raise
         return diff_pb2.ApplyResponse(applied=descriptor_pb2.Descriptor(
             media_type=APPLIED_MEDIA_TYPE, digest=diff_id, size=size))
 
@@ -89,10 +78,3 @@ class DiffService(diff_pb2_grpc.DiffServicer):
                       sn.whiteouts if lowers else "delete", lowers)
             reader.drain()
         return reader.digest, reader.count
-
-
-def _digest(text: str) -> Digest:
-    try:
-        return Digest.parse(text)
-    except InvalidArgument:
-        raise InvalidArgument(f"{text!r} failed validation") from None

@@ -19,26 +19,23 @@ any failure) removes the half-made snapshot and fails the pull.
 
 from __future__ import annotations
 
-import errno
-import gzip
 import io
 import secrets
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Protocol, cast
 
 import structlog
-import zstandard
 
 from cri.image_service.collector import BackgroundCollector
 from cri.image_service.unpack_journal import JournalEntry, UnpackJournal
-from errdefs import Cancelled, DataLoss, FailedPrecondition, NotFound, PermissionDenied, Unavailable
+from errdefs import Cancelled, DataLoss, FailedPrecondition, NotFound, Unavailable
 from snapshotters.apply import ApplyResult, apply_tar, inherit_parent_attributes
 from snapshotters.compression import HashingReader, decompressed
+from snapshotters.layer_errors import layer_errors
 from snapshotters.snapshotter import Kind, Snapshotter
 from store import mediatypes
 from store.cancel import Cancellation
@@ -248,19 +245,8 @@ class ImageUnpack:
 
     def _apply(self, index: int, key: str, stream: LayerStream, side_by_side: bool) -> ApplyResult:
         layer = self._image.layers[index]
-        try:
+        with layer_errors(f"{index} ({layer.digest})", layer.media_type):
             return self._decompress_and_apply(index, key, stream, side_by_side)
-        except (EOFError, zlib.error, zstandard.ZstdError, gzip.BadGzipFile) as exc:
-            raise DataLoss(f"layer {index} ({layer.digest}): corrupt {layer.media_type} data: {exc}") from exc
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise Unavailable(f"layer {index} ({layer.digest}): no space left to unpack it: "
-                                  f"{exc.strerror}") from exc
-            if exc.errno in (errno.EPERM, errno.EACCES):
-                raise PermissionDenied(f"layer {index} ({layer.digest}): cannot unpack it: {exc.strerror}: "
-                                       f"{exc.filename} (unpacking sets owners, device nodes and xattrs: it needs "
-                                       "root with CAP_CHOWN, CAP_MKNOD and CAP_SYS_ADMIN)") from exc
-            raise
 
     def _decompress_and_apply(self, index: int, key: str, stream: LayerStream, side_by_side: bool) -> ApplyResult:
         sn = self._u.sn
