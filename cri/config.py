@@ -24,6 +24,7 @@ from errdefs import InvalidArgument
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",
+    "CDISettings",
     "LOG_LEVELS",
     "Config",
     "ImageSettings",
@@ -126,6 +127,18 @@ class StreamSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CDISettings:
+    """Container Device Interface specs, for a container's CDI devices."""
+
+    spec_dirs: str = "/etc/cdi:/var/run/cdi"
+    """Colon-separated folders of CDI spec files (*.json, *.yaml); a later folder wins for a device named twice."""
+
+    @property
+    def folders(self) -> tuple[Path, ...]:
+        return tuple(Path(d) for d in self.spec_dirs.split(":") if d)
+
+
+@dataclass(frozen=True, slots=True)
 class RuntimeFeatureSettings:
     recursive_read_only_mounts: bool = True
     """Offer recursive read-only mounts with this handler, if its probe at start makes one."""
@@ -173,6 +186,8 @@ class Config:
     """The streaming server behind Exec, Attach and PortForward."""
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     """Registry hosts and credentials."""
+    cdi: CDISettings = field(default_factory=CDISettings)
+    """Where CDI device specs are read from."""
     default_runtime: str = "runc"
     """The runtime handler of pods whose RunPodSandbox names none; must have a [runtimes] table."""
     runtimes: Mapping[str, RuntimeSettings] = field(default_factory=_default_runtimes)
@@ -196,6 +211,8 @@ class Config:
     @property
     def cni_bin_dirs(self) -> tuple[Path, ...]:
         return tuple(Path(d) for d in self.cni_bin_dir.split(":") if d)
+
+
 
     @property
     def socket(self) -> Path:

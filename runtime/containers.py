@@ -27,6 +27,7 @@ from cri.api.runtime.v1 import api_pb2
 from errdefs import FailedPrecondition, InvalidArgument, NotFound
 from runtime import namespaces
 from runtime import spec as oci_spec
+from runtime.cdi import CDIRegistry
 from runtime.events import Event, EventBus
 from runtime.exits import ExitWatcher
 from runtime.handlers import Handler, Handlers
@@ -109,8 +110,9 @@ def container_name(meta: api_pb2.ContainerMetadata, pod: api_pb2.PodSandboxMetad
 class ContainerManager:
     def __init__(self, db: MetadataDB, namespace: str, oci: OCIRuntime, snapshotter: Snapshotter,
                  snapshotter_name: str, images: Callable[[str], ImageInfo], events: EventBus,
-                 handlers: Handlers) -> None:
+                 handlers: Handlers, cdi: CDIRegistry | None = None) -> None:
         self._db = db
+        self._cdi = cdi or CDIRegistry(())
         self._handlers = handlers
         self._namespace = namespace
         self._oci = oci
@@ -192,6 +194,7 @@ class ContainerManager:
                 undo.callback(quietly, self._image_volumes.release, image_id, container_id)
             made = {**idmapped, **self._mount_image_volumes(config, volumes)}
             spec = oci_spec.container_spec(self._spec_inputs(record, sandbox, config, image, rootfs, handler, made))
+            self._cdi.inject(spec, [device.name for device in config.CDI_devices])
             (bundle / "config.json").write_text(json.dumps(spec))
             record = record.replace(user=process_user(spec), resources_b64=encode(cri_resources(spec)))
             if log_path is not None:

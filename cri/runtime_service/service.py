@@ -39,6 +39,7 @@ from cri.runtime_service import (
 from cri.streaming.backend import StreamBackend
 from cri.streaming.server import StreamServer
 from errdefs import NotFound
+from runtime.cdi import CDIRegistry
 from runtime.cni import CNI
 from runtime.containers import ContainerManager, ImageInfo
 from runtime.events import EventBus
@@ -62,7 +63,8 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self.oci = OCIRuntime(config.state, runtimes=self.handlers.runtimes(), default_runtime=config.default_runtime)
         self.pods = PodManager(images.db, CRI_NAMESPACE, config.state, self.cni, self.handlers)
         self.containers = ContainerManager(images.db, CRI_NAMESPACE, self.oci, images.snapshotter,
-                                           images.snapshotter_name, self.images, self.events, self.handlers)
+                                           images.snapshotter_name, self.images, self.events, self.handlers,
+                                           CDIRegistry(config.cdi.folders))
         self.containers.watch_exits()
         self.pods.recover()
         self.pods.stop_containers = self.containers.stop_all
