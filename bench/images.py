@@ -17,9 +17,10 @@ LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 
 def push_layered_image(workdir: Path, registry: Registry, layers: int, files: int = 4,
-                       size: int = 256 << 10) -> str:
+                       size: int = 256 << 10, name: str = "") -> str:
     """An image of ``layers`` layers, each adding ``files`` files of random bytes; returns its reference."""
-    path = workdir / f"layers-{layers}"
+    name = name or f"layers-{layers}"
+    path = workdir / name
     (path / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
     (path / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     (path / "index.json").write_text('{"schemaVersion": 2, "manifests": []}')
@@ -34,7 +35,7 @@ def push_layered_image(workdir: Path, registry: Registry, layers: int, files: in
     manifest = layout.write_json({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config.to_json(),
                                   "layers": descriptors}, OCI_MANIFEST)
     layout.tag("bench", manifest)
-    ref = f"{registry.host}/bench/layers-{layers}:v1"
+    ref = f"{registry.host}/bench/{name}:v1"
     run(binary("skopeo"), "--insecure-policy", "copy", "-q", "--dest-tls-verify=false", "--preserve-digests",
         f"oci:{path}:bench", f"docker://{ref}")
     return ref

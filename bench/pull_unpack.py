@@ -3,7 +3,9 @@
     .venv/bin/python -m bench.pull_unpack [--runs 5] [--tmpfs] [--keep-caches] [--hold SECONDS]
 
 Images: busybox (the test suite's three-layer image), 60 layers of one file each, and the seed's
-Debian+nginx image (built and cached by the test fixtures under /var/cache/crishim-tests). Samples
+Debian+nginx image (built and cached by the test fixtures under /var/cache/crishim-tests); then ten
+different images (five random layers each) pulled at once, and the seed image asked for by 20 clients at
+once (the wall time until all are done). Samples
 alternate between the daemons (crishim first on even runs, containerd first on odd ones) and every sample
 is cold: before it, the image is removed on both sides and both collectors have dropped its content and
 snapshots, then dirty pages are written back (``os.sync``) and, unless ``--keep-caches``, the page cache
@@ -98,7 +100,12 @@ def run_all(work: Path, roots: Path, args: argparse.Namespace) -> dict[str, obje
         results: dict[str, object] = {"roots": "tmpfs" if args.tmpfs else "disk (/var/tmp)",
                                       "page_cache_dropped": drop}
         for name, ref in images.items():
-            results[name] = compare(ref, args.runs, sides, drop)
+            results[name] = compare([ref], args.runs, sides, drop)
+        results["ten images at once"] = compare(
+            [push_layered_image(work, registry, 5, files=1, name=f"different-{i}") for i in range(10)],
+            args.runs, sides, drop)
+        shared = "debian+nginx (seed)" if "debian+nginx (seed)" in images else "busybox"
+        results[f"{shared} by 20 clients at once"] = compare([images[shared]], args.runs, sides, drop, clients=20)
         if args.hold:
             _hold(sides, images, args.hold)
         return results
@@ -135,7 +142,7 @@ def _empty(root: Path, blobs: set[str]) -> bool:
     return not blobs and not (folder.exists() and any(folder.iterdir()))
 
 
-def compare(ref: str, runs: int, sides: list[Side], drop: bool) -> dict[str, object]:
+def compare(refs: list[str], runs: int, sides: list[Side], drop: bool, clients: int = 1) -> dict[str, object]:
     samples: dict[str, list[float]] = {side.name: [] for side in sides}
     for side in sides:
         _reset_peak_rss(side.pid)
@@ -146,7 +153,7 @@ def compare(ref: str, runs: int, sides: list[Side], drop: bool) -> dict[str, obj
                 each.remove_all()
             _flush(drop)
             start = time.perf_counter()
-            side.crictl.run("pull", ref)
+            _pull_at_once(side.crictl, refs * clients)
             samples[side.name].append(time.perf_counter() - start)
     mine, theirs = (statistics.median(samples[s.name]) for s in sides)
     return {
@@ -154,6 +161,18 @@ def compare(ref: str, runs: int, sides: list[Side], drop: bool) -> dict[str, obj
         "spread_s": {name: [round(min(v), 3), round(max(v), 3)] for name, v in samples.items()},
         "peak_rss_mib": {side.name: _peak_rss(side.pid) for side in sides},
     }
+
+
+def _pull_at_once(crictl: Crictl, refs: list[str]) -> None:
+    if len(refs) == 1:
+        crictl.run("pull", refs[0])
+        return
+    pulls = [subprocess.Popen(crictl.command("pull", ref), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True) for ref in refs]
+    errors = [pull.communicate(timeout=600)[1] for pull in pulls]
+    failed = [err for pull, err in zip(pulls, errors, strict=True) if pull.returncode]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(refs)} pulls failed: {failed[0]}")
 
 
 def _flush(drop: bool) -> None:

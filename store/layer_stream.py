@@ -22,7 +22,7 @@ __all__ = ["ContentLabels", "LayerSink", "LayerStream"]
 # Labels to add to blobs, by digest.
 ContentLabels = dict[Digest, dict[str, str]]
 
-_BUFFER = 2 << 20
+_BUFFER = 1 << 20
 
 
 class LayerSink(Protocol):

@@ -56,6 +56,8 @@ LABEL_SNAPSHOT_REF = "containerd.io/gc.ref.snapshot."
 LABEL_SNAPSHOT_CHAIN = "containerd.io/snapshot.ref"
 # Active snapshots being unpacked; a crash leaves them behind and start-up removes them.
 EXTRACT_PREFIX = "extract-"
+# Reads from the download and from the decompressor: large against tarfile's 10 KiB, small times three layers.
+_READ = 256 << 10
 
 
 class Unpackable(Protocol):
@@ -254,11 +256,11 @@ class ImageUnpack:
         target = Path(sn.apply_dir(key))
         lowers = None if side_by_side else [Path(p) for p in sn.lower_dirs(key)]
         compression = mediatypes.layer_compression(layer.media_type) or mediatypes.Compression.NONE
-        reader = HashingReader(decompressed(cast(BinaryIO, io.BufferedReader(stream, 1 << 20)), compression))
+        reader = HashingReader(decompressed(cast(BinaryIO, io.BufferedReader(stream, _READ)), compression))
         # Large reads from the decompressor; tarfile itself asks for 10 KiB at a time.
         # A bottom layer has nothing below to hide: deletions are plain, as containerd applies it.
         whiteouts = sn.whiteouts if index else "delete"
-        result = apply_tar(cast(BinaryIO, io.BufferedReader(reader, 1 << 20)), target, whiteouts, lowers)
+        result = apply_tar(cast(BinaryIO, io.BufferedReader(reader, _READ)), target, whiteouts, lowers)
         reader.drain()
         stream.finish()  # the compressed digest and size are verified before the layer may be committed
         if reader.digest != str(diff_id):
