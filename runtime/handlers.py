@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,30 +104,31 @@ def probe_handlers(specs: Iterable[HandlerSpec], default: str, state: Path, laye
     ``layers`` is a folder on the filesystem of the image layers, which pods with user namespaces see
     through idmapped mounts.
     """
-    handlers = []
-    with _probe_user_namespace(state, layers) as userns:
-        for spec in specs:
-            binary = shutil.which(spec.binary)
-            if binary is None and spec.optional:
-                continue
-            handler = _probe(spec, binary, state, userns)
-            if handler.unusable:
-                log.warning("runtime handler unusable", handler=spec.name, error=handler.unusable)
-            handlers.append(handler)
+    present = [(spec, binary) for spec in specs
+               if (binary := shutil.which(spec.binary)) is not None or not spec.optional]
+    # Every probe container at once: each takes a runtime start, and the daemon waits for them all.
+    with _probe_user_namespace(state, layers) as userns, ThreadPoolExecutor(max_workers=8) as pool:
+        handlers = [_probe(spec, binary, state, userns, pool) for spec, binary in present]
+    for handler in handlers:
+        if handler.unusable:
+            log.warning("runtime handler unusable", handler=handler.name, error=handler.unusable)
     return Handlers(handlers, default)
 
 
-def _probe(spec: HandlerSpec, binary: str | None, state: Path, userns: Path | None) -> Handler:
+def _probe(spec: HandlerSpec, binary: str | None, state: Path, userns: Path | None,
+           pool: ThreadPoolExecutor) -> Handler:
     if binary is None:
         return Handler(spec.name, Runc(spec.binary, spec.root), HandlerFeatures(), f"{spec.binary}: not found")
     runc = Runc(_shimmed(spec.name, binary, state), spec.root)
     folder = state / "handlers" / spec.name
-    unusable = probe_container(runc, folder)
-    rro = not unusable and spec.allowed.recursive_read_only_mounts and not probe_container(
-        runc, folder, recursive_read_only=True)
-    users = not unusable and spec.allowed.user_namespaces and userns is not None and not probe_container(
-        runc, folder, userns=userns)
-    return Handler(spec.name, runc, HandlerFeatures(recursive_read_only_mounts=rro, user_namespaces=users), unusable)
+    plain = pool.submit(probe_container, runc, folder)
+    rro = pool.submit(probe_container, runc, folder, recursive_read_only=True)
+    users = pool.submit(probe_container, runc, folder, userns=userns) if userns is not None else None
+    unusable = plain.result()
+    features = HandlerFeatures(
+        recursive_read_only_mounts=not unusable and spec.allowed.recursive_read_only_mounts and not rro.result(),
+        user_namespaces=not unusable and spec.allowed.user_namespaces and users is not None and not users.result())
+    return Handler(spec.name, runc, features, unusable)
 
 
 @contextlib.contextmanager
