@@ -1,12 +1,21 @@
-"""GetContainerEvents: a stream of created, started, stopped and deleted events as they happen."""
+"""GetContainerEvents: a stream of created, started, stopped and deleted events as they happen.
+
+Each event carries its pod's status and the statuses of the pod's containers as they are when the event
+goes out, which kubelet's evented PLEG puts in its pod cache instead of asking again (it drops an event
+without a pod status). A pod removed meanwhile has none to carry.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from cri.api.runtime.v1 import api_pb2
+from cri.runtime_service.container_status import to_status as container_status
+from cri.runtime_service.pod_sandbox_status import to_status as pod_status
+from errdefs import NotFound
 
 if TYPE_CHECKING:
     from cri.runtime_service.service import RuntimeService
@@ -25,6 +34,11 @@ def get_container_events(svc: RuntimeService, request: api_pb2.GetEventsRequest,
     alive.set()
     context.add_callback(alive.clear)  # the client went away: stop the stream
     for event in svc.events.subscribe(alive):
-        yield api_pb2.ContainerEventResponse(container_id=event.container_id,
-                                             container_event_type=KINDS[event.kind],
-                                             created_at=event.created_at)
+        response = api_pb2.ContainerEventResponse(container_id=event.container_id,
+                                                  container_event_type=KINDS[event.kind],
+                                                  created_at=event.created_at)
+        with contextlib.suppress(NotFound):
+            response.pod_sandbox_status.CopyFrom(pod_status(svc.pods.get(event.sandbox_id)))
+            response.containers_statuses.extend(container_status(svc, record)
+                                                for record in svc.containers.all(event.sandbox_id))
+        yield response

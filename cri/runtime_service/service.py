@@ -13,6 +13,7 @@ from cri.image_service.catalog import CRIImage
 from cri.image_service.service import ImageService
 from cri.metrics import Metrics
 from cri.runtime_service import (
+    checkpoint_container,
     container_stats,
     container_status,
     create_container,
@@ -163,6 +164,9 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
 
     def ListPodSandboxMetrics(self, request: Any, context: Any) -> Any:
         return pod_sandbox_metrics.list_pod_sandbox_metrics(self, request)
+
+    def CheckpointContainer(self, request: Any, context: Any) -> Any:
+        return checkpoint_container.checkpoint_container(self, request)
 
     def GetContainerEvents(self, request: Any, context: Any) -> Iterator[Any]:
         return get_container_events.get_container_events(self, request, context)
