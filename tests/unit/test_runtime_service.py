@@ -17,17 +17,20 @@ from cri.runtime_service import RuntimeService
 
 @pytest.fixture
 def make(tmp_path: Path) -> Iterator[Callable[..., RuntimeService]]:
-    services: list[ImageService] = []
+    services: list[ImageService | RuntimeService] = []
 
     def build(**changes: object) -> RuntimeService:
         config = Config(root=tmp_path / "root", state=tmp_path / "state", cni_conf_dir=tmp_path / "net.d", **changes)
         images = ImageService.from_config(config, Metrics())
         services.append(images)
-        return RuntimeService(config, images)
+        runtime = RuntimeService(config, images)
+        services.append(runtime)
+        return runtime
 
     yield build
-    for images in services:
-        images.close()
+    # The runtime first: it uses the image service.
+    for service in reversed(services):
+        service.close()
 
 
 def test_version(make: Callable[..., RuntimeService]) -> None:
