@@ -31,7 +31,7 @@ unit: setup
 
 lint: setup
 	$(PYTHON) -m ruff check .
-	$(PYTHON) -m mypy cri store snapshotters runtime errdefs bench
+	$(PYTHON) -m mypy cri store snapshotters runtime errdefs sqlitedb bench
 
 proto: setup-test
 	$(PYTHON) script/genproto.py

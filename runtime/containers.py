@@ -132,7 +132,7 @@ class ContainerManager:
     def get(self, id_or_prefix: str) -> ContainerRecord:
         if not id_or_prefix:
             raise InvalidArgument("container id must not be empty")
-        with self._db.transaction() as tx:
+        with self._db.read() as tx:
             try:
                 doc = tx.get_object(self._namespace, KIND_CONTAINER, id_or_prefix)
             except NotFound:
@@ -151,7 +151,7 @@ class ContainerManager:
         return any(image_id in r.image_volumes and r.id != leaving for r in self.all())
 
     def all(self, sandbox_id: str = "") -> list[ContainerRecord]:
-        with self._db.transaction() as tx:
+        with self._db.read() as tx:
             docs = tx.list_objects(self._namespace, KIND_CONTAINER)
         return [ContainerRecord.from_doc(d) for d in docs if not sandbox_id or d["sandbox_id"] == sandbox_id]
 
@@ -413,7 +413,7 @@ class ContainerManager:
         return sandbox.pid_holder
 
     def _load(self, container_id: str) -> ContainerRecord:
-        with self._db.transaction() as tx:
+        with self._db.read() as tx:
             return ContainerRecord.from_doc(tx.get_object(self._namespace, KIND_CONTAINER, container_id))
 
     def _insert(self, record: ContainerRecord) -> None:

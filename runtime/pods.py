@@ -69,7 +69,7 @@ class PodManager:
     def get(self, id_or_prefix: str) -> SandboxRecord:
         if not id_or_prefix:
             raise InvalidArgument("pod sandbox id must not be empty")
-        with self._db.transaction() as tx:
+        with self._db.read() as tx:
             try:
                 return SandboxRecord.from_doc(tx.get_object(self._namespace, KIND_SANDBOX, id_or_prefix))
             except NotFound:
@@ -82,7 +82,7 @@ class PodManager:
         return SandboxRecord.from_doc(matches[0])
 
     def all(self) -> list[SandboxRecord]:
-        with self._db.transaction() as tx:
+        with self._db.read() as tx:
             return [SandboxRecord.from_doc(d) for d in tx.list_objects(self._namespace, KIND_SANDBOX)]
 
     # Lifecycle.
@@ -180,7 +180,7 @@ class PodManager:
             tx.put_object(self._namespace, KIND_SANDBOX, record.id, record.name, record.to_doc())
 
     def _load(self, sandbox_id: str) -> SandboxRecord:
-        with self._db.transaction() as tx:
+        with self._db.read() as tx:
             return SandboxRecord.from_doc(tx.get_object(self._namespace, KIND_SANDBOX, sandbox_id))
 
     def _moved(self, sandbox_id: str, to: str, **fields: object) -> SandboxRecord:

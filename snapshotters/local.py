@@ -39,7 +39,7 @@ class LocalSnapshotter(Snapshotter):
         self._store.close()
 
     def stat(self, key: str) -> Info:
-        with self._store.transaction() as tx:
+        with self._store.read() as tx:
             return tx.get(key).info
 
     def update(self, info: Info, fieldpaths: Iterable[str] = ()) -> Info:
@@ -49,14 +49,14 @@ class LocalSnapshotter(Snapshotter):
             return tx.set_labels(info.name, labels).info
 
     def usage(self, key: str) -> Usage:
-        with self._store.transaction() as tx:
+        with self._store.read() as tx:
             record = tx.get(key)
         if record.info.kind == Kind.ACTIVE:
             return disk_usage(self._fs(record.id))
         return record.usage
 
     def mounts(self, key: str) -> list[Mount]:
-        with self._store.transaction() as tx:
+        with self._store.read() as tx:
             return self._mounts(tx.get(key))
 
     def prepare(self, key: str, parent: str = "", labels: Mapping[str, str] | None = None) -> list[Mount]:
@@ -66,7 +66,7 @@ class LocalSnapshotter(Snapshotter):
         return self._create(Kind.VIEW, key, parent, labels)
 
     def commit(self, name: str, key: str, labels: Mapping[str, str] | None = None, *, durable: bool = True) -> None:
-        with self._store.transaction() as tx:
+        with self._store.read() as tx:
             record = tx.get(key)
         if durable:
             # A committed snapshot must survive a power loss: its data reaches the disk before its record says so.
@@ -91,7 +91,7 @@ class LocalSnapshotter(Snapshotter):
         shutil.rmtree(doomed, ignore_errors=True)
 
     def walk(self, fn: Callable[[Info], None], filters: Iterable[str] = ()) -> None:
-        with self._store.transaction() as tx:
+        with self._store.read() as tx:
             infos = [r.info for r in tx.all()]
         wanted = list(filters)
         for info in infos:
@@ -99,7 +99,7 @@ class LocalSnapshotter(Snapshotter):
                 fn(info)
 
     def apply_dir(self, key: str) -> str:
-        with self._store.transaction() as tx:
+        with self._store.read() as tx:
             record = tx.get(key)
         if record.info.kind != Kind.ACTIVE:
             raise InvalidArgument(f"snapshot {key!r} is {record.info.kind}, not Active")

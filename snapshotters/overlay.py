@@ -37,7 +37,7 @@ class OverlaySnapshotter(LocalSnapshotter):
             tx.rebase(key, parent)
 
     def lower_dirs(self, key: str) -> list[str]:
-        with self._store.transaction() as tx:
+        with self._store.read() as tx:
             record = tx.get(key)
         return [str(self._fs(p)) for p in record.parent_ids]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from snapshotters.snapshotter import Info, Kind, Usage
+from sqlitedb import Database
 
 __all__ = ["MetaStore", "SnapshotRecord", "StorageTx"]
 
@@ -49,37 +49,26 @@ class SnapshotRecord:
 
 class MetaStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.RLock()
-        with self._translate():
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
-            for number, script in enumerate(_SCHEMA[version:], start=version + 1):
-                self._conn.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
+        self._db = Database(path, _SCHEMA, synchronous="FULL", errors=_error)
+        self._db.open()
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._db.close()
 
     @contextmanager
     def transaction(self) -> Iterator[StorageTx]:
-        with self._lock, self._translate():
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield StorageTx(self._conn)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        with self._db.write() as conn:
+            yield StorageTx(conn)
 
     @contextmanager
-    def _translate(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise Unavailable(f"snapshot metadata: {exc}") from exc
+    def read(self) -> Iterator[StorageTx]:
+        """A consistent view for Stat, List and Mounts, never held up by a write."""
+        with self._db.read() as conn:
+            yield StorageTx(conn)
+
+
+def _error(exc: sqlite3.Error) -> Exception:
+    return Unavailable(f"snapshot metadata: {exc}")
 
 
 class StorageTx:

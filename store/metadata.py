@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from errdefs import AlreadyExists, FailedPrecondition, NotFound, Unavailable
+from sqlitedb import Database
 from store.descriptor import Descriptor
 from store.digest import Digest
 
@@ -89,66 +89,50 @@ class Lease:
 
 class MetadataDB:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.RLock()
-        with self._translate():
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._migrate()
+        self._db = Database(path, _MIGRATIONS, synchronous="NORMAL", errors=_error, foreign_keys=True)
+        self._db.open()
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._db.close()
 
     @property
     def schema_version(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        return self._db.schema_version
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         """One atomic unit of reads and writes; rolled back if the block raises."""
-        with self._lock, self._translate():
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield Tx(self._conn)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        with self._db.write() as conn:
+            yield Tx(conn)
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        """A consistent view for queries, never held up by a write; writing in it fails."""
+        with self._db.read() as conn:
+            yield Tx(conn)
 
     # Conveniences for single reads.
     def list_images(self, namespace: str) -> list[ImageRecord]:
-        with self.transaction() as tx:
+        with self.read() as tx:
             return tx.list_images(namespace)
 
     def get_image(self, namespace: str, name: str) -> ImageRecord:
-        with self.transaction() as tx:
+        with self.read() as tx:
             return tx.get_image(namespace, name)
 
     def list_content(self, namespace: str) -> list[ContentRecord]:
-        with self.transaction() as tx:
+        with self.read() as tx:
             return tx.list_content(namespace)
 
     def get_content(self, namespace: str, digest: Digest) -> ContentRecord:
-        with self.transaction() as tx:
+        with self.read() as tx:
             return tx.get_content(namespace, digest)
 
-    def _migrate(self) -> None:
-        version = self.schema_version
-        for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
-            self._conn.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
 
-    @contextmanager
-    def _translate(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.IntegrityError as exc:
-            raise AlreadyExists(f"metadata: {exc}") from exc
-        except sqlite3.Error as exc:
-            raise Unavailable(f"metadata database: {exc}") from exc
+def _error(exc: sqlite3.Error) -> Exception:
+    if isinstance(exc, sqlite3.IntegrityError):
+        return AlreadyExists(f"metadata: {exc}")
+    return Unavailable(f"metadata database: {exc}")
 
 
 class Tx:

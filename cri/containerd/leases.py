@@ -52,7 +52,7 @@ class LeasesService(leases_pb2_grpc.LeasesServicer):
     def List(self, request: Any, context: Any) -> leases_pb2.ListResponse:
         namespace = required_namespace(context)
         filters = list(request.filters)
-        with self._db.transaction() as tx:
+        with self._db.read() as tx:
             found = [lease for lease in tx.list_leases(namespace) if matches_fields(_fields(lease), filters)]
         return leases_pb2.ListResponse(leases=[_lease(lease) for lease in found])
 
@@ -74,7 +74,7 @@ class LeasesService(leases_pb2_grpc.LeasesServicer):
 
     def ListResources(self, request: Any, context: Any) -> leases_pb2.ListResourcesResponse:
         namespace = required_namespace(context)
-        with self._db.transaction() as tx:
+        with self._db.read() as tx:
             _get(tx, namespace, request.id)
             held = [(kind, key) for _, lease_id, kind, key in tx.lease_resources(namespace) if lease_id == request.id]
         return leases_pb2.ListResourcesResponse(

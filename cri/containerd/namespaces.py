@@ -26,12 +26,12 @@ class NamespacesService(namespace_pb2_grpc.NamespacesServicer):
         self._db = db
 
     def Get(self, request: Any, context: Any) -> namespace_pb2.GetNamespaceResponse:
-        with self._db.transaction() as tx:
+        with self._db.read() as tx:
             return namespace_pb2.GetNamespaceResponse(namespace=_namespace(tx, request.name))
 
     def List(self, request: Any, context: Any) -> namespace_pb2.ListNamespacesResponse:
         # containerd 1.6 ignores the request's filter too.
-        with self._db.transaction() as tx:
+        with self._db.read() as tx:
             return namespace_pb2.ListNamespacesResponse(namespaces=[_namespace(tx, n) for n in tx.namespaces()])
 
     def Create(self, request: Any, context: Any) -> namespace_pb2.CreateNamespaceResponse:
