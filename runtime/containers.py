@@ -348,6 +348,11 @@ class ContainerManager:
             if record.state != ContainerState.EXITED:
                 self._exits.watch(record.id, self._oci.conmon_pidfd(record.id))
 
+    def sweep_image_volumes(self) -> None:
+        """At start: release the image volumes a crash left with no container using them."""
+        if swept := self._image_volumes.sweep():
+            log.info("image_volume.swept", images=swept)
+
     def close(self) -> None:
         self._exits.close()
 

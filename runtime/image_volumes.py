@@ -27,8 +27,11 @@ __all__ = ["ImageVolumes", "snapshot_key"]
 log = structlog.get_logger(__name__)
 
 
+_PREFIX = "image-volume-"
+
+
 def snapshot_key(image_id: str) -> str:
-    return f"image-volume-{image_id}"
+    return _PREFIX + image_id
 
 
 class ImageVolumes:
@@ -66,6 +69,16 @@ class ImageVolumes:
             with contextlib.suppress(NotFound):
                 self._sn.remove(snapshot_key(image_id))
             log.info("image_volume.released", image=image_id)
+
+    def sweep(self) -> list[str]:
+        """Release the views no container uses any more (a crash between removing a container and releasing
+        its image volumes leaves one); call at start."""
+        keys: list[str] = []
+        self._sn.walk(lambda info: keys.append(info.name) if info.name.startswith(_PREFIX) else None)
+        swept = [key.removeprefix(_PREFIX) for key in keys if not self._in_use(key.removeprefix(_PREFIX), "")]
+        for image_id in swept:
+            self.release(image_id, "")
+        return swept
 
     def _mount(self, image_id: str, chain_id: str, root: Path) -> None:
         key = snapshot_key(image_id)

@@ -67,6 +67,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
                                            images.snapshotter_name, self.images, self.events, self.handlers,
                                            CDIRegistry(config.cdi.folders))
         self.containers.watch_exits()
+        self.containers.sweep_image_volumes()
         self.pods.recover()
         self.pods.stop_containers = self.containers.stop_all
         self.pods.remove_containers = self.containers.remove_all

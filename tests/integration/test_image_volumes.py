@@ -59,3 +59,20 @@ def test_an_image_not_pulled_is_not_found(cri: CriEnv) -> None:
     mounts = [{"container_path": "/img", "image": {"image": "registry.invalid/none:1"}}]
     refused(cri.create(pod_id, cri.container("missing", mounts=mounts), check=False), "NotFound")
     assert cri.inventory() == before
+
+
+def test_a_view_no_container_uses_is_released_at_start(cri: CriEnv) -> None:
+    # What a daemon killed between removing a container and releasing its image volume leaves.
+    image = cri.json("inspecti", cri.image.ref)
+    cri.ctr.view(f"image-volume-{image['status']['id']}", _top_chain_id(cri))
+    assert len(_views(cri)) == 1
+    cri.daemon.restart()
+    assert _views(cri) == []
+
+
+def _top_chain_id(cri: CriEnv) -> str:
+    """The committed snapshot no other has as its parent: the image's top layer."""
+    rows = [row for row in cri.ctr.snapshots() if row.kind == "Committed"]
+    parents = {row.parent for row in rows}
+    (top,) = [row.key for row in rows if row.key not in parents]
+    return top
