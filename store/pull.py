@@ -190,6 +190,7 @@ class _Pull:
         if desc.size > limit:
             raise InvalidArgument(f"{self._ref}: {desc.media_type} {desc.digest} is {desc.size} bytes, "
                                   f"more than the {limit} a pull reads into memory")
+        self._lease([desc])
         self._fetch(desc)
         return self._p._content.read(desc.digest)
 
@@ -197,6 +198,7 @@ class _Pull:
         """Download the layers at ``indexes``, each streamed into ``sink`` on a thread of its own."""
         if not indexes:
             return
+        self._lease([layers[i] for i in indexes])
         downloads = ThreadPoolExecutor(self._p._max_downloads, thread_name_prefix="fetch")
         # An unpacker waits for the layers below before it commits, so each gets a thread of its own,
         # started with its download.
@@ -234,10 +236,15 @@ class _Pull:
         stream.close()
         self._p._on_layer_fetched(time.monotonic() - started)
 
-    def _fetch(self, desc: Descriptor, stream: LayerStream | None = None) -> None:
-        content = self._p._content
+    def _lease(self, descs: Sequence[Descriptor]) -> None:
+        """Hold blobs under the pull's lease, so a collection leaves them; one transaction for all layers."""
         with self._p._db.transaction() as tx:
-            tx.add_lease_resource(self._namespace, self._lease_id, LEASE_CONTENT, str(desc.digest))
+            for desc in descs:
+                tx.add_lease_resource(self._namespace, self._lease_id, LEASE_CONTENT, str(desc.digest))
+
+    def _fetch(self, desc: Descriptor, stream: LayerStream | None = None) -> None:
+        """Download ``desc`` (leased already) into the content store, feeding ``stream`` as it arrives."""
+        content = self._p._content
         if content.exists(desc.digest):
             _replay(content, desc, stream)
             return
