@@ -163,6 +163,9 @@ class ContainerManager:
             raise InvalidArgument("container metadata needs a name")
         image = self._images(config.image.image)
         volumes = {m.container_path: self._images(m.image.image) for m in config.mounts if m.image.image}
+        if volumes and sandbox.userns:
+            # The shared view is an overlay, which the kernel does not idmap; its files would be nobody's.
+            raise FailedPrecondition("image volumes are not supported in pods with their own user namespace")
         handler = self._handlers.get(sandbox.runtime_handler)
         container_id = secrets.token_hex(32)
         sandbox_config = sandbox.config

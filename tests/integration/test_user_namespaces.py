@@ -84,6 +84,16 @@ def test_a_volume_asking_for_the_pods_mapping_is_an_idmapped_mount(cri: CriEnv, 
     assert cri.inventory() == before
 
 
+def test_an_image_volume_in_such_a_pod_is_refused(cri: CriEnv) -> None:
+    # An overlayfs mount (the image's shared view) cannot itself be idmapped: EINVAL from mount_setattr.
+    pod_id = cri.runp(_userns_pod(cri, "userns-image"))
+    before = cri.inventory()
+    volume = [{"container_path": "/img", "image": {"image": cri.image.ref}}]
+    proc = cri.create(pod_id, cri.container("app", mounts=volume), check=False)
+    assert "image volumes are not supported" in refused(proc, "FailedPrecondition")
+    assert cri.inventory() == before
+
+
 @pytest.mark.parametrize(("userns", "message"), [
     ({"uids": MAPPING * 2}, "exactly one uid mapping"),
     ({"uids": [{"container_id": 1, "host_id": HOST_ID, "length": SIZE}]}, "must map container id 0"),
