@@ -8,22 +8,18 @@ and crishim (the daemon under test). Nothing starts unless a test asks for it.
 from __future__ import annotations
 
 import secrets
-import shutil
-import tempfile
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.containerd import Containerd, start_containerd
+from tests.support.containerd import Containerd, containerd_under
 from tests.support.daemon import Crishim, CrishimOptions
 from tests.support.images import PushedImage, build_and_push
-from tests.support.mounts import overlay_capable_dir
 from tests.support.registry import Registry, start_registry
 from tests.support.report import say
 from tests.support.seed_image import SeedImage, provide_seed_image
 from tests.support.special_images import SpecialImage, build_and_push_special
-from tests.support.tools import require_root
 
 PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 ROOT_FIXTURES = {"containerd", "oracle", "pulled"}
@@ -92,16 +88,8 @@ def seed_image(request: pytest.FixtureRequest, registry: Registry) -> SeedImage:
 def containerd(
     registry: Registry, auth_registry: Registry, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Containerd]:
-    require_root("containerd (the oracle)")
-    base = overlay_capable_dir([tmp_path_factory.getbasetemp(), Path("/var/tmp")])
-    if base is None:
-        pytest.skip("no directory where an overlay mount works, so containerd's overlayfs snapshotter cannot")
-    workdir = Path(tempfile.mkdtemp(prefix="containerd-", dir=base))
-    oracle = start_containerd(workdir, [registry.host, auth_registry.host])
-    yield oracle
-    oracle.stop()
-    if base != tmp_path_factory.getbasetemp():
-        shutil.rmtree(workdir, ignore_errors=True)
+    with containerd_under(tmp_path_factory.getbasetemp(), [registry.host, auth_registry.host]) as oracle:
+        yield oracle
 
 
 @pytest.fixture

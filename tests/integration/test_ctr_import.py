@@ -10,9 +10,7 @@ are compared; the imported image then runs in a pod. Hostile writes and applies 
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,14 +23,13 @@ from cri.api.containerd.services.diff.v1 import diff_pb2, diff_pb2_grpc
 from cri.api.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
 from cri.api.containerd.types import descriptor_pb2, mount_pb2
 from tests.integration.test_ctr import NAMESPACE, compare_listings, ctr
-from tests.support.containerd import Containerd, start_containerd
+from tests.support.containerd import Containerd, containerd_under
 from tests.support.cri_env import CriEnv
 from tests.support.daemon import Crishim
 from tests.support.images import PushedImage
-from tests.support.mounts import overlay_capable_dir
 from tests.support.procs import run
 from tests.support.seed_image import SeedImage
-from tests.support.tools import binary, require_root
+from tests.support.tools import binary
 
 IMPORT = ("images", "import", "--all-platforms", "--digests", "--snapshotter=overlayfs", "-")
 LAYER = "application/vnd.oci.image.layer.v1.tar"
@@ -61,19 +58,11 @@ def ctr_import(socket: Path, archive: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def oracle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containerd]:
-    """A containerd of the test's own: containerd 1.6's CRI keeps a ghost of an imported image whose name
-    (ctr's ``import-DATE@sha256:...``) it normalises, even after every name is removed, and later tests of
-    the shared oracle would see it."""
-    require_root("containerd (the oracle)")
-    # A short base: containerd's socket paths must stay under 104 characters.
-    base = overlay_capable_dir([tmp_path_factory.getbasetemp(), Path("/var/tmp")])
-    if base is None:
-        pytest.skip("no directory where an overlay mount works, so containerd's overlayfs snapshotter cannot")
-    workdir = Path(tempfile.mkdtemp(prefix="containerd-import-", dir=base))
-    daemon = start_containerd(workdir, [])
-    yield daemon
-    daemon.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
+    """A containerd of the test's own (see ``containerd_under``): containerd 1.6's CRI keeps a ghost of an
+    imported image whose name (ctr's ``import-DATE@sha256:...``) it normalises, even after every name is
+    removed, and later tests of the shared oracle would see it."""
+    with containerd_under(tmp_path_factory.getbasetemp(), []) as daemon:
+        yield daemon
 
 
 @pytest.mark.parametrize("name", ["busybox", "seed"])

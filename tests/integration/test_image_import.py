@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.containerd import Containerd
+from tests.support.containerd import Containerd, containerd_under
 from tests.support.daemon import Crishim, python_executable
 from tests.support.images import PushedImage
 from tests.support.procs import run
@@ -53,6 +54,14 @@ def state(socket: Path) -> tuple[str, set[tuple[str, str, frozenset[str]]], set[
         content.add((digest, size, frozenset(labels.split(","))))
     snapshots = {" ".join(line.split()) for line in ctr(socket, "snapshots", "ls").splitlines()}
     return ctr(socket, "images", "ls"), content, snapshots
+
+
+@pytest.fixture
+def oracle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containerd]:
+    """A containerd of the test's own: containerd 1.6's CRI keeps a ghost of an image imported under a name it
+    normalises (``--digests`` names), which later tests of the shared oracle would see."""
+    with containerd_under(tmp_path_factory.getbasetemp(), []) as daemon:
+        yield daemon
 
 
 def settle(oracle: Containerd) -> None:

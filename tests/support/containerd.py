@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.support.content import ContentRecord, blob_digests, blob_dir, parse_ctr_content_ls
 from tests.support.crictl import Crictl, empty_config
 from tests.support.hosts import write_plain_http_host
-from tests.support.mounts import unmount_under
+from tests.support.mounts import overlay_capable_dir, unmount_under
 from tests.support.procs import run, spawn, stop_process, tail, wait_until
-from tests.support.tools import binary
+from tests.support.tools import binary, require_root
 
 NAMESPACE = "k8s.io"
 # Snapshotters needing setup (or a filesystem) the tests lack; disabling them keeps the log readable.
@@ -84,6 +90,23 @@ class Containerd:
         stop_process(self.process)
         unmount_under(self.root)
         unmount_under(self.state)
+
+
+@contextmanager
+def containerd_under(basetemp: Path, trusted_hosts: list[str]) -> Iterator[Containerd]:
+    """containerd 1.6 as an oracle, in a folder of its own under ``basetemp`` (kept short: containerd's socket
+    paths must stay under 104 characters) where overlay mounts work; skipped with the reason where none do."""
+    require_root("containerd (the oracle)")
+    base = overlay_capable_dir([basetemp, Path("/var/tmp")])
+    if base is None:
+        pytest.skip("no directory where an overlay mount works, so containerd's overlayfs snapshotter cannot")
+    workdir = Path(tempfile.mkdtemp(prefix="containerd-", dir=base))
+    oracle = start_containerd(workdir, trusted_hosts)
+    try:
+        yield oracle
+    finally:
+        oracle.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def start_containerd(
