@@ -93,7 +93,7 @@ def test_prometheus_sees_what_crictl_did(cri: CriEnv, prometheus: Prometheus, re
     build = {"version": crishim.__version__, "revision": revision()}
     assert prometheus.value(f'crishim_build_info{{version="{build["version"]}", revision="{build["revision"]}"}}') == 1
 
-    _check_rules(prometheus)
+    _check_rules(prometheus, cri.daemon.root)
     _check_dashboard(prometheus)
 
     # A restart shows as a new start time; the counters start again, the containers are still there.
@@ -115,8 +115,13 @@ def _wait_for_disk_usage(cri: CriEnv, prometheus: Prometheus) -> None:
     prometheus.wait_for("crishim_root_filesystem_size_bytes", shutil.disk_usage(cri.daemon.root).total)
 
 
-def _check_rules(prometheus: Prometheus) -> None:
-    """Every shipped rule is loaded and evaluates cleanly; none fires on a healthy daemon."""
+# The alerts about the disk crishim's root is on, and how little of it must be free for each: they speak of
+# the host, not of the daemon, and may rightly be pending on a machine whose disk is that full.
+DISK_ALERTS = {"CrishimRootFilesystemFull": 0.10, "CrishimRootFilesystemFillingUp": 0.25}
+
+
+def _check_rules(prometheus: Prometheus, root: Path) -> None:
+    """Every shipped rule is loaded and evaluates cleanly; none fires on a healthy daemon on a disk with room."""
     wanted = {rule["alert"] for group in _rules_file()["groups"] for rule in group["rules"]}
 
     def evaluated() -> list[dict[str, object]]:
@@ -126,7 +131,9 @@ def _check_rules(prometheus: Prometheus) -> None:
     prometheus.wait_for("vector(1)", lambda _: {r["name"] for r in evaluated()} == wanted)
     unhealthy = {r["name"]: r.get("lastError") for r in evaluated() if r["health"] != "ok"}
     assert not unhealthy
-    assert prometheus.query("ALERTS") == []
+    disk = shutil.disk_usage(root)
+    allowed = {name for name, share in DISK_ALERTS.items() if disk.free / disk.total < share}
+    assert [a for a in prometheus.query("ALERTS") if a["metric"]["alertname"] not in allowed] == []
 
 
 def _rules_file() -> dict[str, list[dict[str, list[dict[str, str]]]]]:
