@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 from tests.support.kube_host import CONTAINER_LOGS, SysctlShadow, remove_log_links, shared_root_dir
 from tests.support.procs import free_port, spawn, stop_process, tail, wait_until
@@ -26,6 +27,8 @@ from tests.support.procs import free_port, spawn, stop_process, tail, wait_until
 __all__ = ["Kubelet", "KubeletSettings", "kubelet_config", "running_kubelet"]
 
 START_TIMEOUT = 90.0
+# What the README tells an operator to merge into a node's kubelet configuration.
+OPERATOR_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "kubelet-config.yaml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,13 +179,11 @@ class Kubelet:
 
 
 def kubelet_config(kubelet: Kubelet) -> dict[str, Any]:
+    """The settings an operator is told to give kubelet (deploy/kubelet-config.yaml), on the test's socket,
+    with what a kubelet sharing this host with other work needs."""
     s = kubelet.settings
-    config: dict[str, Any] = {
-        "apiVersion": "kubelet.config.k8s.io/v1beta1",
-        "kind": "KubeletConfiguration",
-        # kubelet >= 1.35 refuses cgroup v1 hosts unless told otherwise.
-        "failCgroupV1": False,
-        "cgroupDriver": "cgroupfs",  # what crishim's RuntimeConfig reports: runc is driven with cgroupfs paths
+    config: dict[str, Any] = yaml.safe_load(OPERATOR_CONFIG.read_text())
+    config.update({
         "cgroupRoot": s.cgroup_root,
         "makeIPTablesUtilChains": False,
         "containerRuntimeEndpoint": f"unix://{s.socket}",
@@ -208,9 +209,7 @@ def kubelet_config(kubelet: Kubelet) -> dict[str, Any]:
         "imageGCHighThresholdPercent": 100,  # no image garbage collection unless a test asks for it
         "imageGCLowThresholdPercent": 99,
         "shutdownGracePeriod": "0s",
-        # crishim has no pause container for cAdvisor to measure a pod by; stats come through the CRI (README).
-        "featureGates": {"PodAndContainerStatsFromCRI": True},
-    }
+    })
     config.update(s.overrides)
     return config
 

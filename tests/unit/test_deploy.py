@@ -10,7 +10,9 @@ from pathlib import Path
 import yaml
 
 from cri import config
+from cri.api.runtime.v1 import api_pb2
 from cri.metrics import Metrics
+from cri.runtime_service.runtime_config import runtime_config
 from cri.scrape_metrics import BuildInfo, DiskUsage, ObjectStates, ProcessThreads
 from runtime.cni import load_config_list
 from store.remote.hosts import HostsConfig
@@ -111,3 +113,13 @@ def _series_named(text: str) -> set[str]:
         else:  # a label selector, not a brace expansion
             names.add(head)
     return {n for n in names if not n.endswith("_")} - {"process_"}
+
+
+def test_the_kubelet_settings_name_the_daemons_socket_and_cgroup_driver() -> None:
+    settings = yaml.safe_load((DEPLOY / "kubelet-config.yaml").read_text())
+    assert settings["kind"] == "KubeletConfiguration"
+    endpoint = f"unix://{config.Config().socket}"
+    assert settings["containerRuntimeEndpoint"] == settings["imageServiceEndpoint"] == endpoint
+    reported = runtime_config(None, api_pb2.RuntimeConfigRequest()).linux.cgroup_driver  # type: ignore[arg-type]
+    assert settings["cgroupDriver"] == api_pb2.CgroupDriver.Name(reported).lower()
+    assert settings["featureGates"]["PodAndContainerStatsFromCRI"] is True
