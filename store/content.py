@@ -28,7 +28,7 @@ from store.cancel import Cancellation
 from store.digest import Digest
 from store.locks import KeyedLocks
 
-__all__ = ["BlobInfo", "ContentStore", "IngestStatus", "Staged", "Writer"]
+__all__ = ["BlobInfo", "ContentStore", "IngestStatus", "Staged", "Writer", "fsync_dir"]
 
 _CHUNK = 1 << 20
 
@@ -251,7 +251,7 @@ class Writer:
         data = self._path / "data"
         data.chmod(0o444)
         os.rename(data, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         shutil.rmtree(self._path, ignore_errors=True)
         return expected
 
@@ -295,7 +295,7 @@ class Staged:
             data = self._path / "data"
             data.chmod(0o444)
             os.rename(data, target)
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         shutil.rmtree(self._path, ignore_errors=True)
 
     def discard(self) -> None:
@@ -321,7 +321,8 @@ def _write_once(path: Path, text: str) -> None:
         path.write_text(text)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a folder's entries (a rename, a new file) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

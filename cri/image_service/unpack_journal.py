@@ -17,6 +17,7 @@ from pathlib import Path
 
 import structlog
 
+from store.content import fsync_dir
 from store.descriptor import Descriptor, ImageConfig
 from store.digest import Digest
 from store.identity import chain_ids
@@ -71,7 +72,7 @@ class UnpackJournal:
         finally:
             os.close(fd)
         os.rename(temporary, self._folder / name)
-        _fsync_dir(self._folder)
+        fsync_dir(self._folder)
 
     def names(self) -> list[str]:
         if not self._folder.exists():
@@ -99,11 +100,3 @@ def _desc(desc: Descriptor) -> dict[str, object]:
 
 def _parse_desc(doc: dict[str, object]) -> Descriptor:
     return Descriptor(str(doc["mediaType"]), Digest.parse(str(doc["digest"])), int(str(doc["size"])))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
