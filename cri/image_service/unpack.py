@@ -190,6 +190,16 @@ class ImageUnpack:
         return True
 
     def consume(self, index: int, stream: LayerStream) -> None:
+        try:
+            self._consume(index, stream)
+        except BaseException as exc:
+            # Whatever stops one layer (a snapshot that cannot be made, a bad layer) stops the image's
+            # others, and the layer's download must not wait for a reader that is gone.
+            stream.abandon()
+            self.cancel.cancel(f"layer {index} of this image failed: {exc}")
+            raise
+
+    def _consume(self, index: int, stream: LayerStream) -> None:
         sn = self._u.sn
         chain, parent = self._chains[index], self._chains[index - 1] if index else ""
         side_by_side = sn.can_rebase
@@ -212,9 +222,8 @@ class ImageUnpack:
                     inherit_parent_attributes(Path(sn.apply_dir(key)), result.implicit_dirs,
                                               [Path(p) for p in sn.lower_dirs(key)])
                 self._commit(index, chain, key)
-            except BaseException as exc:
+            except BaseException:
                 sn.remove(key)
-                self.cancel.cancel(f"layer {index} of this image failed: {exc}")
                 raise
         self._committed[index].set()
         self._u.on_layer_unpacked(applied)
