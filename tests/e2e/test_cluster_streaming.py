@@ -28,7 +28,9 @@ def pods(cluster: KubeNode, request: pytest.FixtureRequest) -> Iterator[list[str
     created: list[str] = []
     yield created
     if created:
-        cluster.kubectl.run("delete", "pod", "--ignore-not-found", "--wait=true", "--timeout=60s", *created)
+        # Beyond the pods' 30 s grace period: kubelet's next sync after the kill can take as long again.
+        cluster.kubectl.run("delete", "pod", "--ignore-not-found", "--wait=true", "--timeout=150s", *created,
+                            timeout=180)
     if phase_failed(request):
         print(f"\n--- kubelet log tail ---\n{cluster.kubelet.log_tail(40)}")
         print(f"\n--- crishim log tail ---\n{cluster.crishim.log_tail(40)}")

@@ -185,9 +185,11 @@ def test_removed_manifest_tears_the_pod_down(node: KubeNode, test_images: dict[s
     node.kubelet.wait_for("kubelet to forget the pod", lambda: node.kubelet.pod(name) is None, 60)
 
     def torn_down() -> bool:
-        state = node.crishim.crictl_json("inspectp", sandbox_id)["status"]["state"]
-        ctr = node.crishim.crictl_json("inspect", container_id)["status"]["state"]
-        return bool(state == "SANDBOX_NOTREADY" and ctr == "CONTAINER_EXITED")
+        # From the listings, not inspect: kubelet may already have removed what it stopped.
+        pods = {p["id"]: p["state"] for p in node.crishim.crictl_json("pods")["items"]}
+        containers = {c["id"]: c["state"] for c in node.crishim.crictl_json("ps", "-a")["containers"]}
+        return (pods.get(sandbox_id, "SANDBOX_NOTREADY") == "SANDBOX_NOTREADY"
+                and containers.get(container_id, "CONTAINER_EXITED") == "CONTAINER_EXITED")
 
     node.kubelet.wait_for("the sandbox stopped and its container exited", torn_down, 60)
     assert pod_ip not in node.network.allocations()
