@@ -10,7 +10,6 @@ image's name in the archive there).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +21,7 @@ from cri.api.containerd.types import descriptor_pb2
 from cri.constants import CRI_NAMESPACE
 from cri.containerd.convert import timestamp, updated_labels, validate_labels
 from cri.containerd.namespace import required_namespace
-from cri.image_service.catalog import ImageCatalog, image_record_labels
+from cri.image_service.catalog import ImageCatalog, record_cri_names
 from errdefs import InvalidArgument, NotFound
 from snapshotters.filters import matches_fields
 from store.descriptor import Descriptor
@@ -67,23 +66,14 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
             return images_pb2.UpdateImageResponse(image=to_proto(updated))
 
     def _manage(self, tx: Tx, namespace: str, image: ImageRecord) -> None:
-        """What containerd's CRI does when an image appears in its namespace (``ctr -n k8s.io images import``):
-        the name is labelled as managed by the CRI, and the image's id (its config digest) becomes a name
-        too, pointing at the same target."""
+        """The CRI's names for an image created in its namespace (``ctr -n k8s.io images import``)."""
         if namespace != CRI_NAMESPACE:
             return
         try:
             image_id = str(self._catalog.image_id(image.target))
         except (NotFound, InvalidArgument):
             return  # not an image the CRI can run here: containerd's CRI leaves it alone too
-        managed = image_record_labels()
-        if not managed.items() <= image.labels.items():
-            tx.put_image(namespace, dataclasses.replace(image, labels={**image.labels, **managed}))
-        with contextlib.suppress(NotFound):
-            current = tx.get_image(namespace, image_id)
-            if current.target.digest == image.target.digest and managed.items() <= current.labels.items():
-                return
-        tx.put_image(namespace, ImageRecord(image_id, image.target, managed))
+        record_cri_names(tx, namespace, image, image_id)
 
     def Delete(self, request: Any, context: Any) -> empty_pb2.Empty:
         namespace = required_namespace(context)

@@ -10,6 +10,7 @@ config bytes.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from store.descriptor import Descriptor, ImageConfig, Index, Manifest
 from store.digest import Digest
 from store.identity import chain_id
 from store.lru import LRUCache
-from store.metadata import ImageRecord, MetadataDB
+from store.metadata import ImageRecord, MetadataDB, Tx
 from store.platforms import Platform, ranked
 from store.reference import Reference
 
@@ -164,3 +165,17 @@ def _normalize(ref_or_id: str) -> str:
 
 def image_record_labels() -> dict[str, str]:
     return {LABEL_MANAGED: "managed"}
+
+
+def record_cri_names(tx: Tx, namespace: str, image: ImageRecord, image_id: str) -> None:
+    """What containerd's CRI does when an image appears in its namespace (an import, ``ctr images create``):
+    the name is labelled as managed by the CRI, and the image's id (its config digest) becomes a name too,
+    pointing at the same target."""
+    managed = image_record_labels()
+    if not managed.items() <= image.labels.items():
+        tx.put_image(namespace, ImageRecord(image.name, image.target, {**image.labels, **managed}))
+    with contextlib.suppress(NotFound):
+        current = tx.get_image(namespace, image_id)
+        if current.target.digest == image.target.digest and managed.items() <= current.labels.items():
+            return
+    tx.put_image(namespace, ImageRecord(image_id, image.target, managed))

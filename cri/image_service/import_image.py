@@ -19,11 +19,11 @@ import grpc
 
 from cri.constants import CRI_NAMESPACE
 from cri.containerd.namespace import namespace_from, validate_identifier
-from cri.image_service.catalog import image_record_labels
+from cri.image_service.catalog import record_cri_names
 from errdefs import InvalidArgument
 from store.cancel import Cancellation
 from store.importer import ImportedImage, ImportOptions
-from store.metadata import ImageRecord, Tx
+from store.metadata import Tx
 from store.platforms import Platform
 
 if TYPE_CHECKING:
@@ -67,10 +67,7 @@ def _cri_names(svc: ImageService, tx: Tx, images: list[ImportedImage]) -> None:
         config = svc.importer.config_for(image.target)
         if config is None:
             continue  # nothing in it for this platform: containerd's CRI cannot take it either
-        managed = image_record_labels()
-        tx.put_image(CRI_NAMESPACE, ImageRecord(str(config.digest), image.target, managed))
-        labels = tx.get_image(CRI_NAMESPACE, image.name).labels
-        tx.put_image(CRI_NAMESPACE, ImageRecord(image.name, image.target, {**labels, **managed}))
+        record_cri_names(tx, CRI_NAMESPACE, tx.get_image(CRI_NAMESPACE, image.name), str(config.digest))
 
 
 def encode_options(options: ImportOptions) -> str:
