@@ -36,6 +36,7 @@ from cri.instrument import Interceptor
 from cri.metrics import Metrics, start_server
 from cri.runtime_service import RuntimeService
 from cri.scrape_metrics import BuildInfo, ObjectStates, ProcessThreads
+from cri.sd_notify import Notifier
 from errdefs import CrishimError, FailedPrecondition, Unavailable
 
 __all__ = ["MAX_MESSAGE_BYTES", "STOP_GRACE_SECONDS", "serve"]
@@ -77,6 +78,7 @@ def serve(config: Config, stop: threading.Event | None = None) -> int:
 
 
 def _run(config: Config, stop: threading.Event) -> None:
+    systemd = Notifier.from_environment()
     _prepare_dirs(config)
     # Before the store is opened: a second daemon must not touch a live one's data.
     _claim_socket_path(config.socket)
@@ -105,7 +107,9 @@ def _run(config: Config, stop: threading.Event) -> None:
         image_service.schedule_garbage_collection()  # what a crash left: blobs and snapshots nothing needs
         log.info("daemon serving", address=str(config.socket), metrics_address=metrics_address,
                  stream_url=runtime_service.streams.base_url)
+        systemd.notify("READY=1")
         _wait(stop)
+        systemd.notify("STOPPING=1")
         log.info("daemon stopping", grace_seconds=STOP_GRACE_SECONDS)
 
 

@@ -20,6 +20,7 @@ import structlog
 import cri
 from cri import config, daemon
 from cri.api.runtime.v1 import api_pb2, api_pb2_grpc
+from cri.sd_notify import Notifier
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -79,6 +80,37 @@ def test_serve_as_a_process(tmp_path: Path) -> None:
     events = [line for line in stderr.splitlines() if '"event"' in line]
     assert any('"daemon serving"' in line for line in events), stderr
     assert any('"daemon stopped"' in line for line in events), stderr
+
+
+def test_tells_systemd_when_it_serves_and_when_it_stops(tmp_path: Path) -> None:
+    """As a Type=notify unit: READY=1 once the socket answers, STOPPING=1 when a stop begins."""
+    root, state = tmp_path / "root", tmp_path / "state"
+    (tmp_path / "empty.toml").write_text("")
+    argv = [sys.executable, "-m", "cri", "serve", "--root", str(root), "--state", str(state),
+            "--metrics-address", "", "--config", str(tmp_path / "empty.toml")]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(str(tmp_path / "notify"))
+        manager.settimeout(30)
+        env = os.environ | {"NOTIFY_SOCKET": str(tmp_path / "notify")}
+        process = subprocess.Popen(argv, cwd=REPO, env=env, stderr=subprocess.DEVNULL)
+        try:
+            assert manager.recv(4096) == b"READY=1"
+            assert version(state / "crishim.sock").runtime_name == "crishim"
+            process.send_signal(signal.SIGTERM)
+            assert manager.recv(4096) == b"STOPPING=1"
+            assert process.wait(timeout=30) == 0
+        finally:
+            process.kill()
+            process.wait()
+
+
+def test_children_do_not_inherit_the_notify_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """runc would take it as a request to proxy notifications for every container it starts."""
+    monkeypatch.setenv("NOTIFY_SOCKET", "@/org/freedesktop/systemd1/notify")
+    notifier = Notifier.from_environment()
+    assert notifier.address == "@/org/freedesktop/systemd1/notify"
+    assert "NOTIFY_SOCKET" not in os.environ
+    assert not Notifier.from_environment().notify("READY=1")  # a second reader finds no manager
 
 
 def serve_in_thread(cfg: config.Config) -> tuple[threading.Event, threading.Thread, list[int]]:

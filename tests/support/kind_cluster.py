@@ -1,0 +1,155 @@
+"""A kind cluster of crishim nodes for the tests: docker of its own, the node image this repository builds,
+and a cluster that is deleted afterwards, leaving the host as it was.
+
+Everything long is cached outside the clone by the scripts it calls (script/kind/*): the second run builds
+nothing and spends its time creating the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support.procs import run, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPTS = REPO / "script" / "kind"
+CLUSTER = "crishim-e2e"
+NETWORK = "crishim-kind"  # kind's docker network for this cluster, made by kind and removed after it
+NODES = 3
+
+
+@dataclass(frozen=True)
+class HostState:
+    """What the cluster must not leave behind on the host."""
+
+    mounts: frozenset[str]
+    links: frozenset[str]
+    iptables: str
+
+    @classmethod
+    def read(cls) -> HostState:
+        mounts = frozenset(line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines())
+        links = frozenset(p.name for p in Path("/sys/class/net").iterdir())
+        return cls(mounts, links, _iptables_rules())
+
+    def leftovers(self, after: HostState) -> list[str]:
+        found = [f"mount {m}" for m in sorted(after.mounts - self.mounts)]
+        found += [f"network interface {link}" for link in sorted(after.links - self.links)]
+        if after.iptables != self.iptables:
+            found.append("iptables rules changed")
+        return found
+
+
+def _iptables_rules() -> str:
+    # Rule lines only: the packet counters in the comment lines change all the time.
+    out = run("iptables-save").stdout
+    return "\n".join(line for line in out.splitlines() if not line.startswith("#"))
+
+
+@dataclass
+class Timings:
+    node_image_seconds: float = 0.0
+    create_seconds: float = 0.0
+    ready_seconds: float = 0.0
+
+
+@dataclass
+class KindCluster:
+    kind: str
+    image: str
+    kubeconfig: Path
+    docker_env: dict[str, str]
+    timings: Timings = field(default_factory=Timings)
+
+    def env(self) -> dict[str, str]:
+        return self.docker_env | {"KUBECONFIG": str(self.kubeconfig), "KIND_EXPERIMENTAL_DOCKER_NETWORK": NETWORK}
+
+    def kubectl(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run("kubectl", *args, env=self.env(), timeout=timeout, check=check)
+
+    def kubectl_json(self, *args: str) -> dict:
+        return json.loads(self.kubectl(*args, "-o", "json").stdout)
+
+    def kind_run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return run(self.kind, *args, "--name", CLUSTER, env=self.env(), timeout=timeout)
+
+    def node_names(self) -> list[str]:
+        return sorted(run(self.kind, "get", "nodes", "--name", CLUSTER, env=self.env()).stdout.split())
+
+    def on_node(self, node: str, *command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return run("docker", "exec", node, *command, env=self.docker_env, timeout=timeout)
+
+    def crictl_json(self, node: str, *args: str) -> dict:
+        return json.loads(self.on_node(node, "crictl", *args, "-o", "json").stdout)
+
+    def docker(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return run("docker", *args, env=self.docker_env, timeout=timeout)
+
+
+def _script(name: str, *args: str, timeout: float) -> str:
+    """Run one of script/kind/*; the last line it prints is its answer."""
+    return run(SCRIPTS / name, *args, timeout=timeout).stdout.strip().splitlines()[-1]
+
+
+def _docker_answers(env: dict[str, str]) -> bool:
+    return run("docker", "version", env=env, check=False, timeout=30).returncode == 0
+
+
+def nodes_ready(cluster: KindCluster) -> bool:
+    nodes = cluster.kubectl_json("get", "nodes")["items"]
+    ready = [n for n in nodes if any(c["type"] == "Ready" and c["status"] == "True"
+                                     for c in n["status"].get("conditions", []))]
+    return len(nodes) == NODES and len(ready) == NODES
+
+
+@contextmanager
+def kind_cluster(workdir: Path) -> Iterator[KindCluster]:
+    before = HostState.read()
+    docker_env = {"DOCKER_HOST": "unix:///run/crishim-kind/docker.sock"}
+    started_docker = not _docker_answers(docker_env)
+    docker_env["DOCKER_HOST"] = _script("dockerd", "start", timeout=120)
+    try:
+        kind = _script("install-kind", timeout=600)
+        started = time.monotonic()
+        image = _script("build-node-image", timeout=3600)
+        cluster = KindCluster(kind, image, workdir / "kubeconfig", docker_env)
+        cluster.timings.node_image_seconds = time.monotonic() - started
+        _delete(cluster)  # what an interrupted run left
+        try:
+            started = time.monotonic()
+            run(kind, "create", "cluster", "--name", CLUSTER, "--config", REPO / "kind-config.yaml",
+                "--image", image, "--kubeconfig", cluster.kubeconfig, "--retain",
+                env=cluster.env(), timeout=900)
+            cluster.timings.create_seconds = time.monotonic() - started
+            wait_until(lambda: nodes_ready(cluster), timeout=600, interval=2, what="three Ready nodes")
+            cluster.timings.ready_seconds = time.monotonic() - started
+            yield cluster
+        except BaseException:
+            _export_logs(cluster, workdir / "kind-logs")
+            raise
+        finally:
+            _delete(cluster)
+    finally:
+        if started_docker:
+            _script("dockerd", "stop", timeout=120)
+    leftovers = before.leftovers(HostState.read())
+    assert not leftovers, f"the kind cluster left on the host: {leftovers}"
+
+
+def _export_logs(cluster: KindCluster, dest: Path) -> None:
+    result = run(cluster.kind, "export", "logs", dest, "--name", CLUSTER, env=cluster.env(), check=False,
+                 timeout=300)
+    print(f"kind logs exported to {dest} (exit {result.returncode})")
+
+
+def _delete(cluster: KindCluster) -> None:
+    run(cluster.kind, "delete", "cluster", "--name", CLUSTER, env=cluster.env(), timeout=300)
+    if run("docker", "network", "inspect", NETWORK, env=cluster.docker_env, check=False).returncode == 0:
+        run("docker", "network", "rm", NETWORK, env=cluster.docker_env)
