@@ -8,13 +8,13 @@ nothing and spends its time creating the cluster.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.support.procs import run, wait_until
 
@@ -23,6 +23,7 @@ SCRIPTS = REPO / "script" / "kind"
 CLUSTER = "crishim-e2e"
 NETWORK = "crishim-kind"  # kind's docker network for this cluster, made by kind and removed after it
 NODES = 3
+DOCKER_HOST = "unix:///run/crishim-kind/docker.sock"  # script/kind/dockerd's
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,6 @@ def _iptables_rules() -> str:
 
 @dataclass
 class Timings:
-    node_image_seconds: float = 0.0
     create_seconds: float = 0.0
     ready_seconds: float = 0.0
 
@@ -64,6 +64,7 @@ class Timings:
 class KindCluster:
     kind: str
     image: str
+    kubectl_path: str
     kubeconfig: Path
     docker_env: dict[str, str]
     timings: Timings = field(default_factory=Timings)
@@ -72,10 +73,11 @@ class KindCluster:
         return self.docker_env | {"KUBECONFIG": str(self.kubeconfig), "KIND_EXPERIMENTAL_DOCKER_NETWORK": NETWORK}
 
     def kubectl(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run("kubectl", *args, env=self.env(), timeout=timeout, check=check)
+        return run(self.kubectl_path, *args, env=self.env(), timeout=timeout, check=check)
 
-    def kubectl_json(self, *args: str) -> dict:
-        return json.loads(self.kubectl(*args, "-o", "json").stdout)
+    def kubectl_json(self, *args: str) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(self.kubectl(*args, "-o", "json").stdout)
+        return found
 
     def kind_run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return run(self.kind, *args, "--name", CLUSTER, env=self.env(), timeout=timeout)
@@ -86,8 +88,9 @@ class KindCluster:
     def on_node(self, node: str, *command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return run("docker", "exec", node, *command, env=self.docker_env, timeout=timeout)
 
-    def crictl_json(self, node: str, *args: str) -> dict:
-        return json.loads(self.on_node(node, "crictl", *args, "-o", "json").stdout)
+    def crictl_json(self, node: str, *args: str) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(self.on_node(node, "crictl", *args, "-o", "json").stdout)
+        return found
 
     def docker(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return run("docker", *args, env=self.docker_env, timeout=timeout)
@@ -102,6 +105,33 @@ def _docker_answers(env: dict[str, str]) -> bool:
     return run("docker", "version", env=env, check=False, timeout=30).returncode == 0
 
 
+@contextmanager
+def kind_docker() -> Iterator[dict[str, str]]:
+    """The environment that reaches the kind nodes' docker (script/kind/dockerd), started if it is not running
+    and stopped again afterwards; then checks that nothing of what ran is left on the host."""
+    before = HostState.read()
+    env = {"DOCKER_HOST": DOCKER_HOST}
+    started = not _docker_answers(env)
+    env["DOCKER_HOST"] = _script("dockerd", "start", timeout=120)
+    try:
+        yield env
+    finally:
+        if started:
+            _script("dockerd", "stop", timeout=120)
+    leftovers = before.leftovers(HostState.read())
+    assert not leftovers, f"the kind tests left on the host: {leftovers}"
+
+
+def build_node_image() -> tuple[str, float]:
+    """The node image's name, and the seconds it took to build (or find cached)."""
+    started = time.monotonic()
+    return _script("build-node-image", timeout=3600), time.monotonic() - started
+
+
+def install_kind() -> str:
+    return _script("install-kind", timeout=600)
+
+
 def nodes_ready(cluster: KindCluster) -> bool:
     nodes = cluster.kubectl_json("get", "nodes")["items"]
     ready = [n for n in nodes if any(c["type"] == "Ready" and c["status"] == "True"
@@ -110,37 +140,23 @@ def nodes_ready(cluster: KindCluster) -> bool:
 
 
 @contextmanager
-def kind_cluster(workdir: Path) -> Iterator[KindCluster]:
-    before = HostState.read()
-    docker_env = {"DOCKER_HOST": "unix:///run/crishim-kind/docker.sock"}
-    started_docker = not _docker_answers(docker_env)
-    docker_env["DOCKER_HOST"] = _script("dockerd", "start", timeout=120)
+def kind_cluster(workdir: Path, docker_env: dict[str, str], image: str, kubectl: str) -> Iterator[KindCluster]:
+    """kind create cluster with the repository's kind-config.yaml; deleted afterwards, with its network."""
+    cluster = KindCluster(install_kind(), image, kubectl, workdir / "kubeconfig", docker_env)
+    _delete(cluster)  # what an interrupted run left
     try:
-        kind = _script("install-kind", timeout=600)
         started = time.monotonic()
-        image = _script("build-node-image", timeout=3600)
-        cluster = KindCluster(kind, image, workdir / "kubeconfig", docker_env)
-        cluster.timings.node_image_seconds = time.monotonic() - started
-        _delete(cluster)  # what an interrupted run left
-        try:
-            started = time.monotonic()
-            run(kind, "create", "cluster", "--name", CLUSTER, "--config", REPO / "kind-config.yaml",
-                "--image", image, "--kubeconfig", cluster.kubeconfig, "--retain",
-                env=cluster.env(), timeout=900)
-            cluster.timings.create_seconds = time.monotonic() - started
-            wait_until(lambda: nodes_ready(cluster), timeout=600, interval=2, what="three Ready nodes")
-            cluster.timings.ready_seconds = time.monotonic() - started
-            yield cluster
-        except BaseException:
-            _export_logs(cluster, workdir / "kind-logs")
-            raise
-        finally:
-            _delete(cluster)
+        run(cluster.kind, "create", "cluster", "--name", CLUSTER, "--config", REPO / "kind-config.yaml",
+            "--image", image, "--kubeconfig", cluster.kubeconfig, "--retain", env=cluster.env(), timeout=900)
+        cluster.timings.create_seconds = time.monotonic() - started
+        wait_until(lambda: nodes_ready(cluster), timeout=600, interval=2, what="three Ready nodes")
+        cluster.timings.ready_seconds = time.monotonic() - started
+        yield cluster
+    except BaseException:
+        _export_logs(cluster, workdir / "kind-logs")
+        raise
     finally:
-        if started_docker:
-            _script("dockerd", "stop", timeout=120)
-    leftovers = before.leftovers(HostState.read())
-    assert not leftovers, f"the kind cluster left on the host: {leftovers}"
+        _delete(cluster)
 
 
 def _export_logs(cluster: KindCluster, dest: Path) -> None:
@@ -153,3 +169,36 @@ def _delete(cluster: KindCluster) -> None:
     run(cluster.kind, "delete", "cluster", "--name", CLUSTER, env=cluster.env(), timeout=300)
     if run("docker", "network", "inspect", NETWORK, env=cluster.docker_env, check=False).returncode == 0:
         run("docker", "network", "rm", NETWORK, env=cluster.docker_env)
+
+
+@dataclass(frozen=True)
+class SystemdNode:
+    """One node container started as kind starts them, without a cluster: systemd, crishim, no kubelet."""
+
+    name: str
+    docker_env: dict[str, str]
+
+    def sh(self, script: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run("docker", "exec", self.name, "sh", "-ec", script, env=self.docker_env, timeout=timeout,
+                   check=check)
+
+    def copy_in(self, source: Path, dest: str) -> None:
+        run("docker", "cp", source, f"{self.name}:{dest}", env=self.docker_env)
+
+
+@contextmanager
+def systemd_node(docker_env: dict[str, str], image: str, name: str) -> Iterator[SystemdNode]:
+    run("docker", "rm", "-f", name, env=docker_env, check=False)
+    # kind's own arguments for a node (pkg/cluster/internal/providers/docker/provision.go).
+    run("docker", "run", "--name", name, "--hostname", name, "--detach", "--tty", "--privileged",
+        "--security-opt", "seccomp=unconfined", "--tmpfs", "/tmp", "--tmpfs", "/run", "--volume", "/var",
+        "--volume", "/lib/modules:/lib/modules:ro", "--cgroupns=private", "--init=false", image, env=docker_env)
+    node = SystemdNode(name, docker_env)
+    try:
+        wait_until(lambda: "Reached target" in run("docker", "logs", name, env=docker_env).stdout
+                   and "Multi-User System" in run("docker", "logs", name, env=docker_env).stdout,
+                   timeout=120, interval=1, what=f"{name} to boot")
+        yield node
+    finally:
+        # Volumes too: the anonymous /var volume holds the node's crishim store.
+        run("docker", "rm", "-f", "--volumes", name, env=docker_env)
