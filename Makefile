@@ -1,15 +1,20 @@
 # `make run` sets a fresh machine up and runs the daemon; `make test` runs every test.
-# `setup` installs what the daemon needs at run time, `setup-test` adds what only the tests use.
+# `setup` installs what the daemon needs at run time, `setup-test` adds what only the tests use, `setup-kind`
+# adds docker and kind for the kind cluster.
 PYTHON := .venv/bin/python
 ARGS ?=
 
-.PHONY: setup setup-test configure run demo test unit lint proto bench conformance crash fuzz
+.PHONY: setup setup-test setup-kind configure run demo test unit lint proto bench conformance crash fuzz kind \
+	kind-down test-kind
 
 setup:
 	./script/setup/install-deps run
 
 setup-test:
 	./script/setup/install-deps test
+
+setup-kind:
+	./script/setup/install-deps kind
 
 configure:
 	./script/setup/configure-node
@@ -25,6 +30,17 @@ demo:
 
 test: setup-test lint
 	$(PYTHON) -m pytest tests $(ARGS)
+
+# A three-node kind cluster of crishim nodes (kind-config.yaml) in a docker of its own; `make kind-down` ends it.
+kind: setup-kind
+	./script/kind/cluster up
+
+kind-down:
+	./script/kind/cluster down
+
+# The kind tests alone: crishim's systemd unit in a node container, then the cluster (cold: builds everything).
+test-kind: setup-kind
+	CRISHIM_KIND=1 $(PYTHON) -m pytest tests/kind $(ARGS)
 
 unit: setup
 	$(PYTHON) -m pytest tests/unit $(ARGS)
