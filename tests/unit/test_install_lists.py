@@ -1,4 +1,5 @@
-"""The README lists exactly the Debian packages install-deps installs for `make run` and for `make test`."""
+"""The README lists exactly the Debian packages install-deps installs for `make run`, `make test` and the kind
+targets."""
 
 from __future__ import annotations
 
@@ -27,3 +28,7 @@ def test_make_run_row_is_the_runtime_set() -> None:
 
 def test_make_test_row_is_the_test_set() -> None:
     assert readme_packages("`make test` adds") == script_packages("TEST_PACKAGES")
+
+
+def test_kind_row_is_the_kind_set() -> None:
+    assert readme_packages("`make kind` and `make test-kind` add") == script_packages("KIND_PACKAGES")
