@@ -189,4 +189,4 @@ _READS = frozenset({"Version", "ImageFsInfo", "Info", "Read", "Get", "Stat", "Mo
 
 def _is_polling(method: str) -> bool:
     name = method.rpartition("/")[2]
-    return name in _READS or name.startswith("List") or name.endswith(("Status", "Stats"))
+    return name in _READS or name.startswith(("List", "Stream")) or name.endswith(("Status", "Stats"))

@@ -1,11 +1,13 @@
-"""ListImages: every CRI image, or those an image filter names."""
+"""ListImages, StreamImages: every CRI image, or those an image filter names."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from cri.api.runtime.v1 import api_pb2
 from cri.image_service.convert import to_cri_image
+from cri.list_stream import stream_listing
 from errdefs import NotFound
 
 if TYPE_CHECKING:
@@ -13,12 +15,22 @@ if TYPE_CHECKING:
 
 
 def list_images(svc: ImageService, request: api_pb2.ListImagesRequest) -> api_pb2.ListImagesResponse:
-    wanted = request.filter.image.image if request.HasField("filter") else ""
-    if not wanted:
-        images = svc.catalog.all()
+    return api_pb2.ListImagesResponse(images=list(images(svc, request.filter)))
+
+
+def stream_images(svc: ImageService, request: api_pb2.StreamImagesRequest,
+                  context: Any) -> Iterator[api_pb2.StreamImagesResponse]:
+    return stream_listing(images(svc, request.filter), context,
+                          lambda chunk: api_pb2.StreamImagesResponse(images=chunk))
+
+
+def images(svc: ImageService, wanted: api_pb2.ImageFilter) -> Iterator[api_pb2.Image]:
+    if not wanted.image.image:
+        found = svc.catalog.all()
     else:
         try:
-            images = [svc.catalog.get(wanted)]
+            found = [svc.catalog.get(wanted.image.image)]
         except NotFound:
-            images = []
-    return api_pb2.ListImagesResponse(images=[to_cri_image(i) for i in sorted(images, key=lambda i: i.id)])
+            found = []
+    for image in sorted(found, key=lambda i: i.id):
+        yield to_cri_image(image)

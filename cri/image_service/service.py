@@ -14,7 +14,7 @@ from cri.image_service.catalog import ImageCatalog
 from cri.image_service.collector import BackgroundCollector
 from cri.image_service.image_fs_info import image_fs_info
 from cri.image_service.image_status import image_status
-from cri.image_service.list_images import list_images
+from cri.image_service.list_images import list_images, stream_images
 from cri.image_service.pull_image import pull_image, pull_key
 from cri.image_service.pull_pool import PullPool
 from cri.image_service.remove_image import remove_image
@@ -148,6 +148,9 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
 
     def ListImages(self, request: Any, context: Any) -> api_pb2.ListImagesResponse:
         return list_images(self, request)
+
+    def StreamImages(self, request: Any, context: Any) -> Iterator[api_pb2.StreamImagesResponse]:
+        return stream_images(self, request, context)
 
     def ImageStatus(self, request: Any, context: Any) -> api_pb2.ImageStatusResponse:
         return image_status(self, request)

@@ -1,4 +1,5 @@
-"""ContainerStats, ListContainerStats: CPU and memory from the cgroup, the writable layer from the snapshotter.
+"""ContainerStats, ListContainerStats, StreamContainerStats: CPU and memory from the cgroup, the writable layer
+from the snapshotter.
 
 usage_nano_cores is the rate since the previous sample of the same container, whoever asked for it, as
 containerd computes it (0 for the first); available_bytes is the memory limit less the working set (0 when
@@ -7,9 +8,11 @@ unlimited).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from cri.api.runtime.v1 import api_pb2
+from cri.list_stream import stream_listing
 from runtime.records import ContainerRecord, ContainerState
 from runtime.stats import cgroup_stats
 
@@ -23,16 +26,23 @@ def container_stats(svc: RuntimeService, request: api_pb2.ContainerStatsRequest)
 
 def list_container_stats(svc: RuntimeService,
                          request: api_pb2.ListContainerStatsRequest) -> api_pb2.ListContainerStatsResponse:
-    wanted = request.filter if request.HasField("filter") else api_pb2.ContainerStatsFilter()
-    stats = []
+    return api_pb2.ListContainerStatsResponse(stats=list(containers_stats(svc, request.filter)))
+
+
+def stream_container_stats(svc: RuntimeService, request: api_pb2.StreamContainerStatsRequest,
+                           context: Any) -> Iterator[api_pb2.StreamContainerStatsResponse]:
+    return stream_listing(containers_stats(svc, request.filter), context,
+                          lambda chunk: api_pb2.StreamContainerStatsResponse(container_stats=chunk))
+
+
+def containers_stats(svc: RuntimeService, wanted: api_pb2.ContainerStatsFilter) -> Iterator[api_pb2.ContainerStats]:
     for record in svc.containers.all(wanted.pod_sandbox_id):
         config = record.config
         if wanted.id and not record.id.startswith(wanted.id):
             continue
         if any(config.labels.get(k) != v for k, v in wanted.label_selector.items()):
             continue
-        stats.append(to_stats(svc, record))
-    return api_pb2.ListContainerStatsResponse(stats=stats)
+        yield to_stats(svc, record)
 
 
 def to_stats(svc: RuntimeService, record: ContainerRecord) -> api_pb2.ContainerStats:

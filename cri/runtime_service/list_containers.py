@@ -1,10 +1,12 @@
-"""ListContainers: containers filtered by id (or prefix), state, pod and labels."""
+"""ListContainers, StreamContainers: containers filtered by id (or prefix), state, pod and labels."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from cri.api.runtime.v1 import api_pb2
+from cri.list_stream import stream_listing
 from cri.runtime_service.container_status import STATES, image_names
 
 if TYPE_CHECKING:
@@ -12,8 +14,16 @@ if TYPE_CHECKING:
 
 
 def list_containers(svc: RuntimeService, request: api_pb2.ListContainersRequest) -> api_pb2.ListContainersResponse:
-    wanted = request.filter if request.HasField("filter") else api_pb2.ContainerFilter()
-    containers = []
+    return api_pb2.ListContainersResponse(containers=list(containers(svc, request.filter)))
+
+
+def stream_containers(svc: RuntimeService, request: api_pb2.StreamContainersRequest,
+                      context: Any) -> Iterator[api_pb2.StreamContainersResponse]:
+    return stream_listing(containers(svc, request.filter), context,
+                          lambda chunk: api_pb2.StreamContainersResponse(containers=chunk))
+
+
+def containers(svc: RuntimeService, wanted: api_pb2.ContainerFilter) -> Iterator[api_pb2.Container]:
     images = svc.image_index()  # once, not per container
     for record in svc.containers.all(wanted.pod_sandbox_id):
         config = record.config
@@ -25,8 +35,7 @@ def list_containers(svc: RuntimeService, request: api_pb2.ListContainersRequest)
         if any(config.labels.get(k) != v for k, v in wanted.label_selector.items()):
             continue
         image_name, image_ref = image_names(images, record)
-        containers.append(api_pb2.Container(
+        yield api_pb2.Container(
             id=record.id, pod_sandbox_id=record.sandbox_id, metadata=config.metadata,
             image=api_pb2.ImageSpec(image=image_name), image_ref=image_ref, image_id=record.image_id, state=state,
-            created_at=record.created_at, labels=config.labels, annotations=config.annotations))
-    return api_pb2.ListContainersResponse(containers=containers)
+            created_at=record.created_at, labels=config.labels, annotations=config.annotations)

@@ -1,5 +1,5 @@
-"""ListMetricDescriptors, ListPodSandboxMetrics: the metrics kubelet serves at /metrics/cadvisor when it takes
-pod and container stats from the CRI (feature gate PodAndContainerStatsFromCRI).
+"""ListMetricDescriptors, ListPodSandboxMetrics, StreamPodSandboxMetrics: the metrics kubelet serves at
+/metrics/cadvisor when it takes pod and container stats from the CRI (feature gate PodAndContainerStatsFromCRI).
 
 The names and labels are cAdvisor's, so dashboards built on them keep working; pod-level series carry
 container="POD", as cAdvisor labels a pause container. Only whole-number metrics are offered: a CRI metric
@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cri.api.runtime.v1 import api_pb2
+from cri.list_stream import stream_listing
 from cri.runtime_service.container_status import image_names
 from cri.runtime_service.pod_sandbox_stats import to_pod_stats
 from runtime.records import SandboxRecord, SandboxState
@@ -70,12 +71,23 @@ def list_metric_descriptors(svc: RuntimeService, request: api_pb2.ListMetricDesc
 
 def list_pod_sandbox_metrics(svc: RuntimeService, request: api_pb2.ListPodSandboxMetricsRequest
                              ) -> api_pb2.ListPodSandboxMetricsResponse:
+    return api_pb2.ListPodSandboxMetricsResponse(pod_metrics=list(pods_metrics(svc)))
+
+
+def stream_pod_sandbox_metrics(svc: RuntimeService, request: api_pb2.StreamPodSandboxMetricsRequest,
+                               context: Any) -> Iterator[api_pb2.StreamPodSandboxMetricsResponse]:
+    return stream_listing(pods_metrics(svc), context,
+                          lambda chunk: api_pb2.StreamPodSandboxMetricsResponse(pod_sandbox_metrics=chunk))
+
+
+def pods_metrics(svc: RuntimeService) -> Iterator[api_pb2.PodSandboxMetrics]:
     # Like cAdvisor, which sees only cgroups that exist: ready pods and the containers that run in them.
     # The image as ContainerStatus names it (kubelet creates containers by image id, not by name).
     index = svc.image_index()
     images = {c.id: image_names(index, c)[0] for c in svc.containers.all()}
-    return api_pb2.ListPodSandboxMetricsResponse(pod_metrics=[
-        _pod_metrics(svc, pod, images) for pod in svc.pods.all() if pod.state == SandboxState.READY])
+    for pod in svc.pods.all():
+        if pod.state == SandboxState.READY:
+            yield _pod_metrics(svc, pod, images)
 
 
 def _pod_metrics(svc: RuntimeService, pod: SandboxRecord, images: dict[str, str]) -> api_pb2.PodSandboxMetrics:

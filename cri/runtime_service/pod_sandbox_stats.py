@@ -1,4 +1,5 @@
-"""PodSandboxStats, ListPodSandboxStats: the pod's CPU and memory, its network traffic and its containers.
+"""PodSandboxStats, ListPodSandboxStats, StreamPodSandboxStats: the pod's CPU and memory, its network traffic
+and its containers.
 
 CPU, memory and the process count come from the pod's own cgroup when it has a cgroup parent (kubelet gives
 every pod one), else CPU and memory are the sum of its containers'. The network counters are read in the
@@ -10,10 +11,12 @@ pause container, which crishim has not.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cri.api.runtime.v1 import api_pb2
+from cri.list_stream import stream_listing
 from cri.runtime_service.container_stats import to_stats
 from runtime.netstats import InterfaceStats, network_stats
 from runtime.records import ContainerState, SandboxRecord, SandboxState
@@ -30,16 +33,23 @@ def pod_sandbox_stats(svc: RuntimeService,
 
 def list_pod_sandbox_stats(svc: RuntimeService,
                            request: api_pb2.ListPodSandboxStatsRequest) -> api_pb2.ListPodSandboxStatsResponse:
-    wanted = request.filter if request.HasField("filter") else api_pb2.PodSandboxStatsFilter()
-    stats = []
+    return api_pb2.ListPodSandboxStatsResponse(stats=list(pods_stats(svc, request.filter)))
+
+
+def stream_pod_sandbox_stats(svc: RuntimeService, request: api_pb2.StreamPodSandboxStatsRequest,
+                             context: Any) -> Iterator[api_pb2.StreamPodSandboxStatsResponse]:
+    return stream_listing(pods_stats(svc, request.filter), context,
+                          lambda chunk: api_pb2.StreamPodSandboxStatsResponse(pod_sandbox_stats=chunk))
+
+
+def pods_stats(svc: RuntimeService, wanted: api_pb2.PodSandboxStatsFilter) -> Iterator[api_pb2.PodSandboxStats]:
     for record in svc.pods.all():
         labels = record.config.labels
         if wanted.id and not record.id.startswith(wanted.id):
             continue
         if any(labels.get(k) != v for k, v in wanted.label_selector.items()):
             continue
-        stats.append(to_pod_stats(svc, record))
-    return api_pb2.ListPodSandboxStatsResponse(stats=stats)
+        yield to_pod_stats(svc, record)
 
 
 def to_pod_stats(svc: RuntimeService, record: SandboxRecord) -> api_pb2.PodSandboxStats:

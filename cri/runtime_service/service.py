@@ -112,6 +112,9 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     def ListPodSandbox(self, request: Any, context: Any) -> Any:
         return list_pod_sandbox.list_pod_sandbox(self, request)
 
+    def StreamPodSandboxes(self, request: Any, context: Any) -> Iterator[Any]:
+        return list_pod_sandbox.stream_pod_sandboxes(self, request, context)
+
     def CreateContainer(self, request: Any, context: Any) -> Any:
         return create_container.create_container(self, request)
 
@@ -126,6 +129,9 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
 
     def ListContainers(self, request: Any, context: Any) -> Any:
         return list_containers.list_containers(self, request)
+
+    def StreamContainers(self, request: Any, context: Any) -> Iterator[Any]:
+        return list_containers.stream_containers(self, request, context)
 
     def ContainerStatus(self, request: Any, context: Any) -> Any:
         return container_status.container_status(self, request)
@@ -154,17 +160,26 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     def ListContainerStats(self, request: Any, context: Any) -> Any:
         return container_stats.list_container_stats(self, request)
 
+    def StreamContainerStats(self, request: Any, context: Any) -> Iterator[Any]:
+        return container_stats.stream_container_stats(self, request, context)
+
     def PodSandboxStats(self, request: Any, context: Any) -> Any:
         return pod_sandbox_stats.pod_sandbox_stats(self, request)
 
     def ListPodSandboxStats(self, request: Any, context: Any) -> Any:
         return pod_sandbox_stats.list_pod_sandbox_stats(self, request)
 
+    def StreamPodSandboxStats(self, request: Any, context: Any) -> Iterator[Any]:
+        return pod_sandbox_stats.stream_pod_sandbox_stats(self, request, context)
+
     def ListMetricDescriptors(self, request: Any, context: Any) -> Any:
         return pod_sandbox_metrics.list_metric_descriptors(self, request)
 
     def ListPodSandboxMetrics(self, request: Any, context: Any) -> Any:
         return pod_sandbox_metrics.list_pod_sandbox_metrics(self, request)
+
+    def StreamPodSandboxMetrics(self, request: Any, context: Any) -> Iterator[Any]:
+        return pod_sandbox_metrics.stream_pod_sandbox_metrics(self, request, context)
 
     def CheckpointContainer(self, request: Any, context: Any) -> Any:
         return checkpoint_container.checkpoint_container(self, request)
@@ -177,8 +192,6 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
 
     def UpdateRuntimeConfig(self, request: Any, context: Any) -> Any:
         return runtime_config.update_runtime_config(self, request)
-
-
 
 
 def _info(image: CRIImage) -> ImageInfo:

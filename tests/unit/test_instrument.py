@@ -224,3 +224,10 @@ def test_not_found_is_routine_only_for_queries() -> None:
     assert _level("/runtime.v1.RuntimeService/ContainerStatus", grpc.StatusCode.NOT_FOUND) == logging.DEBUG
     assert _level("/runtime.v1.ImageService/PullImage", grpc.StatusCode.NOT_FOUND) == logging.WARNING
     assert _level("/runtime.v1.RuntimeService/CreateContainer", grpc.StatusCode.NOT_FOUND) == logging.WARNING
+
+
+def test_list_streams_are_polled_reads_as_their_lists_are() -> None:
+    for method in ("StreamPodSandboxMetrics", "StreamContainers", "ListPodSandboxMetrics"):
+        assert _level(f"/runtime.v1.RuntimeService/{method}", grpc.StatusCode.OK) == logging.DEBUG
+    assert _level("/runtime.v1.ImageService/StreamImages", grpc.StatusCode.CANCELLED) == logging.DEBUG
+    assert _level(EVENTS, grpc.StatusCode.OK) == logging.INFO
