@@ -25,6 +25,7 @@ import struct
 import subprocess
 import tempfile
 import termios
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ from errdefs import CrishimError
 from runtime.runc import Runc, child_env, error_for, error_text
 
 __all__ = ["ExecProcess", "kill_started", "read_pid_file", "start", "sweep"]
+
+# How long a running runc may take to write the pid file of a process it started (kill_started).
+PID_FILE_GRACE_SECONDS = 2.0
 
 
 @dataclass
@@ -158,16 +162,23 @@ def read_pid_file(path: Path) -> int | None:
 
 def kill_started(parent: subprocess.Popen[bytes], pid_file: Path) -> None:
     """SIGKILL an exec'd process by the host pid in its pid file, or its parent (runc, or the conmon running
-    runc) when it has not started yet: runc init dies with its parent by its parent-death signal.
+    runc) when it has not started: runc init dies with its parent by its parent-death signal.
 
+    runc writes the pid file only once the process runs, and the process may already be running (and
+    printing) before that: a parent still alive gets a moment to name it, as killing the parent would leave
+    a started process running. Blocks for up to that moment: callers on an event loop call it in a thread.
     While the parent runs the pid is that process's and not a recycled one: the parent reaps the process and
-    exits at once. (Should runc start the process in the instant between, that process is left running.)
+    exits at once.
     """
+    deadline = time.monotonic() + PID_FILE_GRACE_SECONDS
+    while (pid := read_pid_file(pid_file)) is None:
+        if parent.poll() is not None:
+            return
+        if time.monotonic() >= deadline:
+            parent.kill()
+            return
+        time.sleep(0.01)
     if parent.poll() is not None:
-        return
-    pid = read_pid_file(pid_file)
-    if pid is None:
-        parent.kill()
         return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)

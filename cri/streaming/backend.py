@@ -165,7 +165,7 @@ async def _run(process: ExecProcess, session: Session, sizes: _Sizes | None) -> 
     try:
         await asyncio.wait([exited, gone], return_when=asyncio.FIRST_COMPLETED)
         if not exited.done():
-            process.kill()
+            await asyncio.to_thread(process.kill)
         await exited
         await pumps.wait_all(outputs, DRAIN_SECONDS)
     finally:
@@ -173,7 +173,7 @@ async def _run(process: ExecProcess, session: Session, sizes: _Sizes | None) -> 
             task.cancel()
         await asyncio.gather(*tasks, *outputs, gone, exited, return_exceptions=True)
         if not exited.done() or process.proc.poll() is None:
-            process.kill()
+            await asyncio.to_thread(process.kill)
     return await asyncio.to_thread(process.exit_code)
 
 
