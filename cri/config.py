@@ -170,6 +170,10 @@ class Config:
     """Data kept across reboots: content store, snapshots, metadata database (containerd: root)."""
     state: Path = Path("/run/crishim")
     """Data of this boot only: the socket, OCI bundles, runtime state, namespace pins (containerd: state)."""
+    writable_layers_dir: str = ""
+    """Where containers' writable layers live, a folder on a filesystem of its own, so that kubelet collects
+    and evicts on the image disk and the container disk apart (a split image filesystem); "" keeps them under
+    root with the image layers. Changing it moves no layer: existing containers keep theirs where they are."""
     address: str = ""
     """The unix socket kubelet and crictl connect to; "" means <state>/crishim.sock."""
     metrics_address: str = "127.0.0.1:1338"
@@ -197,6 +201,10 @@ class Config:
         for name in ("root", "state"):
             if not getattr(self, name).is_absolute():
                 raise InvalidArgument(f"config: {name} must be an absolute path")
+        if self.writable_layers_dir and not Path(self.writable_layers_dir).is_absolute():
+            raise InvalidArgument("config: writable_layers_dir must be an absolute path")
+        if self.writable_layers is not None and self.writable_layers in (self.root, *self.root.parents):
+            raise InvalidArgument("config: writable_layers_dir must be a folder of its own, not root or above it")
         if self.log_level not in LOG_LEVELS:
             raise InvalidArgument(f"config: log_level must be one of {', '.join(LOG_LEVELS)}")
         if self.metrics_address:
@@ -212,7 +220,10 @@ class Config:
     def cni_bin_dirs(self) -> tuple[Path, ...]:
         return tuple(Path(d) for d in self.cni_bin_dir.split(":") if d)
 
-
+    @property
+    def writable_layers(self) -> Path | None:
+        """The folder of containers' writable layers, if they have one apart from root."""
+        return Path(self.writable_layers_dir) if self.writable_layers_dir else None
 
     @property
     def socket(self) -> Path:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from snapshotters.local import writable_snapshots
 from snapshotters.registry import DRIVERS, snapshotter_root
 from snapshotters.snapshotter import Kind
 
@@ -148,9 +149,10 @@ def _snapshots(sn_root: Path, name: str, owned: set[object]) -> list[Finding]:
     with _read_only(meta) as db:
         rows = list(db.execute("SELECT id, key, kind FROM snapshots"))
     findings = []
-    folders = sn_root / "snapshots"
+    writable = writable_snapshots(sn_root)
+    folders = [sn_root / "snapshots", *([writable] if writable is not None else [])]
     for sid, key, kind in rows:
-        if not (folders / str(sid)).exists():
+        if not any((folder / str(sid)).exists() for folder in folders):
             findings.append(Finding("snapshot-without-folder", f"{name}:{key}", f"record {sid}: its folder "
                                     "is gone", True))
         if kind == Kind.ACTIVE and key not in owned:
@@ -158,9 +160,10 @@ def _snapshots(sn_root: Path, name: str, owned: set[object]) -> list[Finding]:
             findings.append(Finding("snapshot-active-unowned", f"{name}:{key}", f"Active snapshot of {what}",
                                     True))
     ids = {str(sid) for sid, _, _ in rows}
-    for folder in sorted(folders.iterdir()) if folders.exists() else ():
-        if folder.name not in ids:
-            findings.append(Finding("snapshot-folder-unowned", str(folder), f"{name}: no record owns it", True))
+    for folder in folders:
+        for entry in sorted(folder.iterdir()) if folder.exists() else ():
+            if entry.name not in ids:
+                findings.append(Finding("snapshot-folder-unowned", str(entry), f"{name}: no record owns it", True))
     return findings
 
 

@@ -47,7 +47,7 @@ from store.descriptor import process_config
 from store.locks import KeyedLocks
 from store.metadata import MetadataDB
 
-__all__ = ["ContainerManager", "ImageInfo", "container_name"]
+__all__ = ["ContainerManager", "ImageInfo", "WritableLayer", "container_name"]
 
 log = structlog.get_logger(__name__)
 
@@ -66,6 +66,15 @@ class ImageInfo:
     config: dict[str, Any]  # the image config JSON
     repo_tags: tuple[str, ...]
     repo_digests: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WritableLayer:
+    """A container's writable layer on disk."""
+
+    folder: str  # the snapshotter's folder holding it, whose filesystem kubelet measures
+    size: int
+    inodes: int
 
 
 def _mount_rootfs(mounts: list[Mount], rootfs: Path, sandbox: SandboxRecord) -> None:
@@ -332,9 +341,9 @@ class ContainerManager:
             return  # no log to reopen; and conmon would rename a fresh file over /dev/null
         self._oci.reopen_log(record.id)
 
-    def writable_layer_usage(self, record: ContainerRecord) -> tuple[int, int]:
+    def writable_layer(self, record: ContainerRecord) -> WritableLayer:
         usage = self._sn.usage(record.snapshot_key)
-        return usage.size, usage.inodes
+        return WritableLayer(self._sn.location(record.snapshot_key), usage.size, usage.inodes)
 
     # Internals.
     def _kill(self, record: ContainerRecord) -> None:

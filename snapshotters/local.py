@@ -4,36 +4,59 @@ Folders are built under ``snapshots/new-<random>`` and renamed to
 ``snapshots/<id>`` inside the metadata transaction, so a crash never leaves a
 half-made snapshot visible; removal commits the deletion of the record first
 and removes the folder after. ``cleanup`` sweeps whatever a crash left between the two.
+
+With a writable root, containers' writable layers (Active snapshots not being unpacked) are made in its
+``snapshots/`` instead, upper and work folders together as overlayfs needs them on one filesystem; their
+lower layers stay in the root's. A snapshot's folder is where its id is found, the writable root first:
+ids are never reused, so the two never disagree. The root keeps a link to the writable root
+(``writable-layers``), so layers made there are found again when the setting is dropped (new ones are then
+made in the root) and by ``crishim check``. A writable layer committed is copied into the root, whose
+snapshots are all the image layers, and renamed there in the commit's transaction.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from errdefs import InvalidArgument
+from errdefs import InvalidArgument, NotFound, Unavailable
 from snapshotters.filters import matches
-from snapshotters.snapshotter import Info, Kind, Mount, Snapshotter, Usage
+from snapshotters.snapshotter import LABEL_LAYER_OF, Info, Kind, Mount, Snapshotter, Usage
 from snapshotters.storage import MetaStore, SnapshotRecord
 
-__all__ = ["LocalSnapshotter", "disk_usage"]
+__all__ = ["WRITABLE_LINK", "LocalSnapshotter", "disk_usage", "writable_snapshots"]
+
+WRITABLE_LINK = "writable-layers"
 
 
 class LocalSnapshotter(Snapshotter):
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, writable_root: Path | None = None) -> None:
         self._root = root
         self.snapshots_dir = root / "snapshots"
         self.snapshots_dir.mkdir(parents=True, exist_ok=True)
+        self._writable_root = writable_root
+        self._writable_dir = _link_writable_root(root, writable_root)
         self._store = MetaStore(root / "metadata.db")
         self.cleanup()
 
     @property
     def root(self) -> str:
         return str(self._root)
+
+    @property
+    def writable_root(self) -> str:
+        return str(self._writable_root or self._root)
+
+    def location(self, key: str) -> str:
+        with self._store.read() as tx:
+            record = tx.get(key)
+        return self.writable_root if self._dir(record.id).parent == self._writable_dir else self.root
 
     def close(self) -> None:
         self._store.close()
@@ -68,11 +91,43 @@ class LocalSnapshotter(Snapshotter):
     def commit(self, name: str, key: str, labels: Mapping[str, str] | None = None, *, durable: bool = True) -> None:
         with self._store.read() as tx:
             record = tx.get(key)
+        folder = self._dir(record.id)
+        if folder.parent != self.snapshots_dir:
+            self._commit_writable_layer(name, key, labels, record.id, folder, durable)
+            return
         if durable:
             # A committed snapshot must survive a power loss: its data reaches the disk before its record says so.
             _syncfs(self._fs(record.id))
         with self._store.transaction() as tx:
             tx.commit(name, key, disk_usage(self._fs(record.id)), labels)
+
+    def _commit_writable_layer(self, name: str, key: str, labels: Mapping[str, str] | None, sid: int,
+                               folder: Path, durable: bool) -> None:
+        """Commit a snapshot of the writable root: a copy goes into the root, where committed snapshots are,
+        and replaces it there in the commit's transaction (its id, hence its children's lowerdirs, stay)."""
+        with self._store.transaction():
+            staging = Path(tempfile.mkdtemp(prefix="new-", dir=self.snapshots_dir))
+        try:
+            copy_tree(folder, staging)
+            if durable:
+                _syncfs(staging)
+            with self._store.transaction() as tx:
+                if tx.get(key).id != sid:
+                    raise NotFound(f"snapshot {key!r} was replaced while it was being committed")
+                doomed = folder.parent / f"rm-{sid}"
+                os.rename(folder, doomed)
+                try:
+                    os.rename(staging, self._image_dir(sid))
+                    tx.commit(name, key, disk_usage(self._fs(sid)), labels)
+                except BaseException:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.rename(self._image_dir(sid), staging)
+                    os.rename(doomed, folder)
+                    raise
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        shutil.rmtree(doomed, ignore_errors=True)
 
     def sync(self) -> None:
         _syncfs(self.snapshots_dir)
@@ -83,9 +138,10 @@ class LocalSnapshotter(Snapshotter):
         # folder already gone, from a crash of an older version, does not stop the removal.
         with self._store.transaction() as tx:
             record = tx.remove(key)
-        doomed = self.snapshots_dir / f"rm-{record.id}"
+        folder = self._dir(record.id)
+        doomed = folder.parent / f"rm-{record.id}"
         try:
-            os.rename(self._dir(record.id), doomed)
+            os.rename(folder, doomed)
         except FileNotFoundError:
             return
         shutil.rmtree(doomed, ignore_errors=True)
@@ -109,12 +165,13 @@ class LocalSnapshotter(Snapshotter):
         return []
 
     def cleanup(self) -> None:
-        """Remove folders no record owns: leftovers of a crash mid-create or mid-remove."""
+        """Remove folders no record owns: leftovers of a crash mid-create, mid-commit or mid-remove."""
         with self._store.transaction() as tx:
             live = {str(i) for i in tx.ids()}
-            for entry in self.snapshots_dir.iterdir():
-                if entry.name not in live:
-                    shutil.rmtree(entry, ignore_errors=True)
+            for folder in (self.snapshots_dir, self._writable_dir):
+                for entry in folder.iterdir() if folder is not None and folder.is_dir() else ():
+                    if entry.name not in live:
+                        shutil.rmtree(entry, ignore_errors=True)
 
     # Driver hooks.
     def _populate(self, path: Path, kind: Kind, parent: SnapshotRecord | None) -> None:
@@ -125,25 +182,63 @@ class LocalSnapshotter(Snapshotter):
         raise NotImplementedError
 
     def _create(self, kind: Kind, key: str, parent: str, labels: Mapping[str, str] | None) -> list[Mount]:
+        labels = labels or {}
+        writable = kind == Kind.ACTIVE and LABEL_LAYER_OF not in labels and self._writable_root is not None
+        folder = self._writable_dir if writable and self._writable_dir is not None else self.snapshots_dir
         # The staging folder is made under the metadata lock, so a concurrent cleanup() cannot take it
         # for a crash leftover.
         with self._store.transaction() as tx:
-            staging = Path(tempfile.mkdtemp(prefix="new-", dir=self.snapshots_dir))
+            staging = Path(tempfile.mkdtemp(prefix="new-", dir=folder))
             try:
                 parent_record = tx.get(parent) if parent else None
-                record = tx.create(kind, key, parent, labels or {})
+                record = tx.create(kind, key, parent, labels)
                 self._populate(staging, kind, parent_record)
-                os.rename(staging, self._dir(record.id))
+                os.rename(staging, folder / str(record.id))
                 return self._mounts(record)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
 
     def _dir(self, sid: int) -> Path:
+        if self._writable_dir is not None:
+            writable = self._writable_dir / str(sid)
+            if os.path.lexists(writable):
+                return writable
+        return self._image_dir(sid)
+
+    def _image_dir(self, sid: int) -> Path:
         return self.snapshots_dir / str(sid)
 
     def _fs(self, sid: int) -> Path:
         return self._dir(sid) / "fs"
+
+
+def writable_snapshots(root: Path) -> Path | None:
+    """The folder of writable layers a snapshotter root links to, if it has one."""
+    link = root / WRITABLE_LINK
+    return Path(os.readlink(link)) / "snapshots" if link.is_symlink() else None
+
+
+def _link_writable_root(root: Path, writable_root: Path | None) -> Path | None:
+    """Point the root's link at ``writable_root`` (kept as it is without one); the writable snapshots folder."""
+    if writable_root is not None:
+        (writable_root / "snapshots").mkdir(parents=True, exist_ok=True)
+        link = root / WRITABLE_LINK
+        if not link.is_symlink() or Path(os.readlink(link)) != writable_root:
+            fresh = root / f".{WRITABLE_LINK}-{os.getpid()}"
+            fresh.unlink(missing_ok=True)
+            fresh.symlink_to(writable_root)
+            os.rename(fresh, link)
+    return writable_snapshots(root)
+
+
+def copy_tree(source: Path, target: Path) -> None:
+    """``source``'s contents into the folder ``target``, alike: cp -a keeps owners, modes, times, xattrs (the
+    overlay's opaque folders), hard links, devices (its whiteouts) and fifos; reflinks where it can."""
+    result = subprocess.run(["cp", "-a", "--reflink=auto", f"{source}/.", str(target)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise Unavailable(f"copying {source}: {result.stderr.strip()}")
 
 
 def _syncfs(path: Path) -> None:

@@ -3,7 +3,8 @@
 A lone layer (no parents) is a bind mount; otherwise ``overlay`` with
 ``lowerdir`` listing the parents nearest first, plus ``upperdir`` and
 ``workdir`` for an Active snapshot, and ``index=off`` where the kernel has
-that parameter.
+that parameter. An Active snapshot's ``fs`` (upper) and ``work`` are one folder's, so with a writable root
+both are on its filesystem, as overlayfs requires; the lowerdirs, committed layers, stay in the root.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ def kernel_has_index_param() -> bool:
 class OverlaySnapshotter(LocalSnapshotter):
     whiteouts = "overlay"
 
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
+    def __init__(self, root: Path, writable_root: Path | None = None) -> None:
+        super().__init__(root, writable_root)
         self._index_off = kernel_has_index_param()
 
     can_rebase = True

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from snapshotters.native import NativeSnapshotter
 from snapshotters.overlay import OverlaySnapshotter
 from snapshotters.snapshotter import Snapshotter
 
-__all__ = ["DRIVERS", "PLUGIN_TYPE", "open_snapshotters", "snapshotter_root"]
+__all__ = ["DRIVERS", "PLUGIN_TYPE", "Driver", "open_snapshotters", "snapshotter_root"]
 
 PLUGIN_TYPE = "io.containerd.snapshotter.v1"
-DRIVERS: dict[str, Callable[[Path], Snapshotter]] = {
+
+
+class Driver(Protocol):
+    def __call__(self, root: Path, writable_root: Path | None = None) -> Snapshotter: ...
+
+
+DRIVERS: dict[str, Driver] = {
     "overlayfs": OverlaySnapshotter,
     "native": NativeSnapshotter,
 }
@@ -22,5 +28,7 @@ def snapshotter_root(root: Path, name: str) -> Path:
     return root / f"{PLUGIN_TYPE}.{name}"
 
 
-def open_snapshotters(root: Path) -> dict[str, Snapshotter]:
-    return {name: driver(snapshotter_root(root, name)) for name, driver in DRIVERS.items()}
+def open_snapshotters(root: Path, writable_root: Path | None = None) -> dict[str, Snapshotter]:
+    """Every driver on its folder of ``root``; with ``writable_root``, containers' writable layers on its own."""
+    return {name: driver(snapshotter_root(root, name), snapshotter_root(writable_root, name) if writable_root else None)
+            for name, driver in DRIVERS.items()}

@@ -18,6 +18,11 @@ Running a container::
 
 Removing a snapshot that has children fails with FailedPrecondition. Each
 snapshotter keeps its own metadata beside its data, so it can be served alone.
+
+A snapshotter may keep containers' writable layers on a filesystem of their own (``writable_root``),
+so that kubelet can collect and evict on each disk apart: an Active snapshot prepared without
+``LABEL_LAYER_OF`` is a writable layer; one with it is a layer being unpacked, which stays with the
+image layers it will join. Committing a writable layer moves it to ``root``.
 """
 
 from __future__ import annotations
@@ -30,7 +35,10 @@ from datetime import datetime
 
 from errdefs import FailedPrecondition
 
-__all__ = ["Info", "Kind", "Mount", "Snapshotter", "Usage"]
+__all__ = ["LABEL_LAYER_OF", "Info", "Kind", "Mount", "Snapshotter", "Usage"]
+
+# On an Active snapshot: the chain ID it will be committed as (containerd's unpacker sets it too).
+LABEL_LAYER_OF = "containerd.io/snapshot.ref"
 
 
 class Kind(enum.IntEnum):
@@ -113,6 +121,15 @@ class Snapshotter(abc.ABC):
     @abc.abstractmethod
     def root(self) -> str:
         """The folder this snapshotter keeps everything in."""
+
+    @property
+    def writable_root(self) -> str:
+        """The folder containers' writable layers are kept in: ``root`` unless they have one of their own."""
+        return self.root
+
+    def location(self, key: str) -> str:
+        """``root`` or ``writable_root``: the one holding the snapshot's files."""
+        return self.root
 
     @abc.abstractmethod
     def apply_dir(self, key: str) -> str:

@@ -126,8 +126,13 @@ def check_usage(sn: Snapshotter, scratch: Path) -> None:
         (root / "big").write_bytes(b"x" * (1 << 20))
     during = sn.usage("u")
     assert during.size >= before.size + (1 << 20) and during.inodes == before.inodes + 1
+    moved = sn.location("u") != sn.root
     sn.commit("uc", "u")
-    assert sn.usage("uc") == during
+    committed = sn.usage("uc")
+    if moved:  # a writable layer committed into the root: measured on that filesystem, whose blocks differ
+        assert committed.inodes == during.inodes and committed.size >= 1 << 20
+    else:
+        assert committed == during
 
 
 def check_crash_leftovers_are_swept(sn: Snapshotter, scratch: Path) -> None:

@@ -54,7 +54,7 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
         self.content = ContentStore(config.root / CONTENT_DIR)
         self.db = MetadataDB(config.root / METADATA_DB)
         self.catalog = ImageCatalog(self.db, self.content, CRI_NAMESPACE, platform)
-        self.snapshotters = open_snapshotters(config.root)
+        self.snapshotters = open_snapshotters(config.root, config.writable_layers)
         self.snapshotter_name = config.image.snapshotter
         if self.snapshotter_name not in self.snapshotters:
             raise InvalidArgument(f"config: image.snapshotter {self.snapshotter_name!r} is not one of "

@@ -36,7 +36,7 @@ from errdefs import Cancelled, DataLoss, FailedPrecondition, NotFound, Unavailab
 from snapshotters.apply import ApplyResult, apply_tar, inherit_parent_attributes
 from snapshotters.compression import HashingReader, decompressed
 from snapshotters.layer_errors import layer_errors
-from snapshotters.snapshotter import Kind, Snapshotter
+from snapshotters.snapshotter import LABEL_LAYER_OF, Kind, Snapshotter
 from store import mediatypes
 from store.cancel import Cancellation
 from store.content import ContentStore
@@ -52,8 +52,6 @@ log = structlog.get_logger(__name__)
 
 LABEL_UNCOMPRESSED = "containerd.io/uncompressed"
 LABEL_SNAPSHOT_REF = "containerd.io/gc.ref.snapshot."
-# containerd's unpacker marks each layer snapshot with its chain ID.
-LABEL_SNAPSHOT_CHAIN = "containerd.io/snapshot.ref"
 # Active snapshots being unpacked; a crash leaves them behind and start-up removes them.
 EXTRACT_PREFIX = "extract-"
 # Reads from the download and from the decompressor: large against tarfile's 10 KiB, small times three layers.
@@ -211,7 +209,7 @@ class ImageUnpack:
                 self._committed[index].set()
                 return
             key = f"{EXTRACT_PREFIX}{secrets.token_hex(8)}-{chain}"
-            sn.prepare(key, "" if side_by_side else parent, labels={LABEL_SNAPSHOT_CHAIN: chain})
+            sn.prepare(key, "" if side_by_side else parent, labels={LABEL_LAYER_OF: chain})
             try:
                 started = time.monotonic()
                 result = self._apply(index, key, stream, side_by_side)

@@ -61,9 +61,9 @@ def to_stats(svc: RuntimeService, record: ContainerRecord) -> api_pb2.ContainerS
         stats.memory.rss_bytes.value = usage.memory_rss
         stats.memory.page_faults.value = usage.page_faults
         stats.memory.major_page_faults.value = usage.major_page_faults
-    size, inodes = svc.containers.writable_layer_usage(record)
+    layer = svc.containers.writable_layer(record)
     stats.writable_layer.timestamp = usage.timestamp if usage else 0
-    stats.writable_layer.fs_id.mountpoint = svc.snapshotter_root
-    stats.writable_layer.used_bytes.value = size
-    stats.writable_layer.inodes_used.value = inodes
+    stats.writable_layer.fs_id.mountpoint = layer.folder
+    stats.writable_layer.used_bytes.value = layer.size
+    stats.writable_layer.inodes_used.value = layer.inodes
     return stats

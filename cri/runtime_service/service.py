@@ -71,7 +71,6 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self.pods.recover()
         self.pods.stop_containers = self.containers.stop_all
         self.pods.remove_containers = self.containers.remove_all
-        self.snapshotter_root = images.snapshotter.root
         self.pod_cidr = ""
         self.cpu_rates = CpuRates()  # the sample before, per container and pod, for usage_nano_cores
         self.streams = StreamServer(config.stream, StreamBackend(self.containers, self.pods, self.oci), config.state,

@@ -92,6 +92,8 @@ def test_imagefsinfo_reports_usage_under_root(crishim: Crishim, test_images: dic
     assert fs["fsId"]["mountpoint"].startswith(str(crishim.root) + "/")
     assert int(fs["usedBytes"]["value"]) > 0
     assert int(fs["timestamp"]) > 0
+    # Containers' writable layers share that filesystem (kubelet needs an entry for them, the same one).
+    assert status["containerFilesystems"] == [fs]
 
 
 def test_metrics_count_pulls(crishim: Crishim, test_images: dict[str, PushedImage]) -> None:

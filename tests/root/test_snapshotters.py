@@ -1,7 +1,9 @@
-"""The snapshotter conformance suite, run against every driver."""
+"""The snapshotter conformance suite, run against every driver, with its writable layers in the root and on a
+filesystem of their own (a tmpfs the test mounts)."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,17 +14,21 @@ from errdefs import Unavailable
 from snapshotters import NativeSnapshotter, OverlaySnapshotter, Snapshotter
 from snapshotters.mount import unmount
 from snapshotters.testsuite import CHECKS, Check
+from tests.support.mounts import tmpfs
 from tests.support.tools import require_root
 
 DRIVERS: dict[str, Callable[[Path], Snapshotter]] = {"overlayfs": OverlaySnapshotter, "native": NativeSnapshotter}
 
 
-@pytest.fixture(params=sorted(DRIVERS))
+@pytest.fixture(params=[*sorted(DRIVERS), *(f"{name}-split" for name in sorted(DRIVERS))])
 def snapshotter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Snapshotter]:
     require_root("mounting snapshots")
-    sn = DRIVERS[request.param](tmp_path / "root")
-    yield sn
-    sn.close()
+    name, split, _ = request.param.partition("-split")
+    with contextlib.ExitStack() as stack:
+        writable = stack.enter_context(tmpfs(tmp_path / "writable-fs")) / "sn" if split else None
+        sn = DRIVERS[name](tmp_path / "root", writable)
+        stack.callback(sn.close)
+        yield sn
 
 
 @pytest.mark.parametrize("check", sorted(CHECKS))

@@ -33,7 +33,7 @@ class CrishimOptions:
     auths: dict[str, tuple[str, str]] = field(default_factory=dict)  # host -> (username, password)
     auth_fields: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> any [registry.auths] keys
     extra_args: list[str] = field(default_factory=list)
-    extra_config: str = ""  # TOML appended to the config file, e.g. an [image] table
+    extra_config: str = ""  # TOML that opens the config file: top-level keys, or tables such as [image]
     wrapper: list[str] = field(default_factory=list)  # runs the daemon, e.g. setpriv dropping a capability
 
 
@@ -136,7 +136,7 @@ class Crishim:
         for host, fields in self.options.auth_fields.items():
             lines += ["", f"[registry.auths.{q(host)}]"]
             lines += [f"{key} = {q(value)}" for key, value in fields.items()]
-        self.config_path.write_text("\n".join(lines) + "\n" + self.options.extra_config)
+        self.config_path.write_text(self.options.extra_config + "\n" + "\n".join(lines) + "\n")
 
 
 class _Exited(Exception):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.support.procs import run
@@ -47,6 +49,18 @@ def unmount_under(path: Path) -> None:
     for point in mounts_under(path):
         if run("umount", point, check=False).returncode:
             run("umount", "-l", point, check=False)  # busy: detach so the tmp dir can still be removed
+
+
+@contextlib.contextmanager
+def tmpfs(target: Path, size_mib: int = 64) -> Iterator[Path]:
+    """A filesystem of its own at ``target`` (made if missing) for the block; unmounted and removed after."""
+    target.mkdir(parents=True, exist_ok=True)
+    run("mount", "-t", "tmpfs", "-o", f"size={size_mib}m,mode=0755", "crishim-test", target)
+    try:
+        yield target
+    finally:
+        unmount_under(target)
+        target.rmdir()
 
 
 def _unescape(field: str) -> str:

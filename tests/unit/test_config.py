@@ -134,6 +134,9 @@ def test_wrong_types_are_named(tmp_path: Path, text: str, message: str) -> None:
         ({"metrics_address": "localhost"}, "metrics_address must be HOST:PORT"),
         ({"metrics_address": "localhost:99999"}, "metrics_address must be HOST:PORT"),
         ({"address": "/" + "x" * 120}, "longer than a unix socket allows"),
+        ({"writable_layers_dir": "layers"}, "writable_layers_dir must be an absolute path"),
+        ({"writable_layers_dir": "/var/lib/crishim"}, "writable_layers_dir must be a folder of its own"),
+        ({"writable_layers_dir": "/var"}, "writable_layers_dir must be a folder of its own"),
     ],
 )
 def test_bad_values(overrides: dict[str, object], message: str) -> None:
