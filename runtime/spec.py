@@ -831,11 +831,13 @@ def _own_unified_cgroup() -> str:
     return "/"
 
 
-def _hugetlb_controller(v2: bool) -> bool:
+def _hugetlb_controller(v2: bool, root: Path = Path("/sys/fs/cgroup")) -> bool:
     if not v2:
-        return os.path.isdir("/sys/fs/cgroup/hugetlb")
+        # Mounted, not merely a folder: in a container (a kind node) the folders of every controller the
+        # kernel knows can exist without the hierarchy behind them.
+        return (root / "hugetlb" / "cgroup.procs").exists()
     try:
-        return "hugetlb" in Path("/sys/fs/cgroup/cgroup.controllers").read_text().split()
+        return "hugetlb" in (root / "cgroup.controllers").read_text().split()
     except OSError:
         return False
 

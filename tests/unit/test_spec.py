@@ -19,6 +19,7 @@ import pytest
 import errdefs
 from cri.api.runtime.v1 import api_pb2
 from runtime import seccomp
+from runtime import spec as runtime_spec
 from runtime.features import HandlerFeatures
 from runtime.namespaces import PodNamespaces
 from runtime.podfiles import PodFiles
@@ -801,3 +802,10 @@ def _remove_cgroup_parent(parent: str) -> None:
         if path.is_dir():
             with contextlib.suppress(OSError):
                 path.rmdir()
+
+
+def test_a_hugetlb_folder_without_its_hierarchy_is_no_controller(tmp_path: Path) -> None:
+    (tmp_path / "hugetlb").mkdir()  # what a kind node on a host without the hierarchy shows
+    assert not runtime_spec._hugetlb_controller(False, tmp_path)
+    (tmp_path / "hugetlb" / "cgroup.procs").write_text("")
+    assert runtime_spec._hugetlb_controller(False, tmp_path)
