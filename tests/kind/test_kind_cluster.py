@@ -96,7 +96,8 @@ def manifests(tmp: Path) -> Path:
                 "spec": {
                     "topologySpreadConstraints": [{
                         "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
-                        "labelSelector": {"matchLabels": {"app": "nginx"}}}],
+                        # The control plane's taint keeps the pods off it: it is no domain to spread over.
+                        "nodeTaintsPolicy": "Honor", "labelSelector": {"matchLabels": {"app": "nginx"}}}],
                     "containers": [{
                         "name": "nginx", "image": NGINX, "imagePullPolicy": "Never",
                         "ports": [{"containerPort": 8080}],
