@@ -40,7 +40,7 @@ def docker_env() -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="session")
 def node_image(request: pytest.FixtureRequest, docker_env: dict[str, str]) -> str:
-    image, seconds = build_node_image()
+    image, seconds = build_node_image(docker_env)
     say(request.config, f"kind node image {image}: ready in {seconds:.0f} s")
     return image
 

@@ -96,9 +96,9 @@ class KindCluster:
         return run("docker", *args, env=self.docker_env, timeout=timeout)
 
 
-def _script(name: str, *args: str, timeout: float) -> str:
+def _script(name: str, *args: str, timeout: float, env: dict[str, str] | None = None) -> str:
     """Run one of script/kind/*; the last line it prints is its answer."""
-    return run(SCRIPTS / name, *args, timeout=timeout).stdout.strip().splitlines()[-1]
+    return run(SCRIPTS / name, *args, timeout=timeout, env=env).stdout.strip().splitlines()[-1]
 
 
 def _docker_answers(env: dict[str, str]) -> bool:
@@ -122,10 +122,10 @@ def kind_docker() -> Iterator[dict[str, str]]:
     assert not leftovers, f"the kind tests left on the host: {leftovers}"
 
 
-def build_node_image() -> tuple[str, float]:
+def build_node_image(docker_env: dict[str, str]) -> tuple[str, float]:
     """The node image's name, and the seconds it took to build (or find cached)."""
     started = time.monotonic()
-    return _script("build-node-image", timeout=3600), time.monotonic() - started
+    return _script("build-node-image", timeout=3600, env=docker_env), time.monotonic() - started
 
 
 def install_kind() -> str:
