@@ -41,6 +41,7 @@ __all__ = [
     "Network",
     "conflist",
     "free_port",
+    "free_subnet",
     "http_get",
     "in_netns",
     "iptables",
@@ -154,7 +155,7 @@ def _remove_idle_portmap_chains(before: dict[str, list[str]]) -> None:
         iptables("-t", "nat", "-X", chain, check=False)
 
 
-def _free_subnet() -> ipaddress.IPv4Network:
+def free_subnet() -> ipaddress.IPv4Network:
     used = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True).stdout
     candidates = [ipaddress.IPv4Network(f"10.99.{i}.0/24") for i in range(256)]
     random.shuffle(candidates)
@@ -220,7 +221,7 @@ def _make_network(workdir: Path) -> tuple[Network, dict[str, list[str]], str]:
     token = secrets.token_hex(4)
     conf_dir, ipam_dir = workdir / "net.d", workdir / "ipam"
     conf_dir.mkdir(parents=True)
-    net = Network(f"crishim-test-{token}", f"cshim{token}", _free_subnet(), conf_dir, ipam_dir,
+    net = Network(f"crishim-test-{token}", f"cshim{token}", free_subnet(), conf_dir, ipam_dir,
                   CNI(conf_dir, workdir / "cache", [PLUGIN_DIR]))
     (conf_dir / "10-test.conflist").write_text(json.dumps(conflist(net.name, net.bridge, net.subnet, ipam_dir)))
     return net, {table: rules(table) for table in ("nat", "filter")}, IP_FORWARD.read_text()

@@ -107,11 +107,12 @@ def _answers(url: str, token: str | None = None) -> bool:
         return False
 
 
-def _apiserver_command(apiserver: Path, workdir: Path, etcd: str, port: int, advertise: str) -> list[str | Path]:
+def _apiserver_command(apiserver: Path, workdir: Path, etcd: str, bind: str, port: int,
+                       advertise: str) -> list[str | Path]:
     token_file = workdir / "tokens.csv"
     sa_key, sa_pub = _service_account_keys(workdir)
     return [
-        apiserver, f"--etcd-servers={etcd}", "--bind-address=127.0.0.1", f"--secure-port={port}",
+        apiserver, f"--etcd-servers={etcd}", f"--bind-address={bind}", f"--secure-port={port}",
         f"--advertise-address={advertise}", f"--cert-dir={workdir / 'apiserver-pki'}",
         f"--token-auth-file={token_file}", "--authorization-mode=AlwaysAllow",
         f"--service-account-key-file={sa_pub}", f"--service-account-signing-key-file={sa_key}",
@@ -123,15 +124,19 @@ def _apiserver_command(apiserver: Path, workdir: Path, etcd: str, port: int, adv
 
 
 @contextlib.contextmanager
-def control_plane(workdir: Path, apiserver: Path, kubectl: Path, advertise: str) -> Iterator[ControlPlane]:
-    """etcd and kube-apiserver, answering /readyz; advertise is the node's IP (never loopback)."""
+def control_plane(workdir: Path, apiserver: Path, kubectl: Path, advertise: str,
+                  bind: str = "127.0.0.1") -> Iterator[ControlPlane]:
+    """etcd and kube-apiserver, answering /readyz; advertise is the node's IP (never loopback). The API server
+    listens on ``bind``; its self-signed certificate (``apiserver-pki/apiserver.crt``) names the advertised
+    address."""
     workdir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(16)
     (workdir / "tokens.csv").write_text(f"{token},admin,admin,system:masters\n")
     etcd, etcd_url = _start_etcd(workdir)
     port = free_port()
-    url = f"https://127.0.0.1:{port}"
-    process = spawn(_apiserver_command(apiserver, workdir, etcd_url, port, advertise), workdir / "kube-apiserver.log")
+    url = f"https://{bind}:{port}"
+    process = spawn(_apiserver_command(apiserver, workdir, etcd_url, bind, port, advertise),
+                    workdir / "kube-apiserver.log")
     kubeconfig = workdir / "kubeconfig"
     _write_kubeconfig(kubeconfig, url, token)
     plane = ControlPlane(workdir, etcd, process, url, token, kubeconfig, Kubectl(kubectl, kubeconfig))
