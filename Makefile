@@ -48,6 +48,7 @@ unit: setup
 lint: setup
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m mypy cri store snapshotters runtime errdefs sqlitedb bench
+	$(PYTHON) -m mypy script/imagetar.py script/kind/build-images
 
 proto: setup-test
 	$(PYTHON) script/genproto.py
