@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cri_env import cri, cri_factory  # noqa: F401  (the image tests run the images in crishim)
 from tests.support.kind_cluster import KindCluster, build_node_image, kind_cluster, kind_docker
 from tests.support.kube_build import CACHE_ROOT, pinned_versions
 from tests.support.report import say

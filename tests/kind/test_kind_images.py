@@ -22,7 +22,7 @@ from typing import IO, Any, cast
 import pytest
 
 from tests.support.cri_configs import container_config
-from tests.support.cri_env import CriEnv, cri, cri_factory  # noqa: F401  (fixtures)
+from tests.support.cri_env import CriEnv
 from tests.support.daemon import python_executable
 from tests.support.kube_build import CACHE_ROOT, pinned_versions
 
