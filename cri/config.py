@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from errdefs import InvalidArgument
 
 __all__ = [
+    "CGROUP_DRIVERS",
     "DEFAULT_CONFIG_FILE",
     "CDISettings",
     "LOG_LEVELS",
@@ -41,6 +42,7 @@ __all__ = [
 DEFAULT_CONFIG_FILE = Path("/etc/crishim/config.toml")
 SOCKET_NAME = "crishim.sock"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+CGROUP_DRIVERS = ("cgroupfs", "systemd")
 _LEVEL_ALIASES = {"warn": "warning", "fatal": "critical"}
 # sun_path in struct sockaddr_un holds 108 bytes including the final NUL.
 _MAX_SOCKET_PATH = 107
@@ -184,6 +186,10 @@ class Config:
     """Where the pod network is configured: the first *.conf, *.conflist or *.json file by name is used."""
     cni_bin_dir: str = "/usr/lib/cni:/opt/cni/bin"
     """Colon-separated folders searched for CNI plugins."""
+    cgroup_driver: str = "cgroupfs"
+    """Who makes containers' cgroups: "cgroupfs" (runc, under the pod's cgroup parent) or "systemd" (systemd
+    scopes in the pod's slice, runc --systemd-cgroup; needs systemd as init). RuntimeConfig reports it and
+    kubelet follows (containerd: SystemdCgroup; CRI-O: cgroup_manager)."""
     image: ImageSettings = field(default_factory=ImageSettings)
     """Pulling and unpacking images."""
     stream: StreamSettings = field(default_factory=StreamSettings)
@@ -205,6 +211,8 @@ class Config:
             raise InvalidArgument("config: writable_layers_dir must be an absolute path")
         if self.writable_layers is not None and self.writable_layers in (self.root, *self.root.parents):
             raise InvalidArgument("config: writable_layers_dir must be a folder of its own, not root or above it")
+        if self.cgroup_driver not in CGROUP_DRIVERS:
+            raise InvalidArgument(f"config: cgroup_driver must be one of {', '.join(CGROUP_DRIVERS)}")
         if self.log_level not in LOG_LEVELS:
             raise InvalidArgument(f"config: log_level must be one of {', '.join(LOG_LEVELS)}")
         if self.metrics_address:

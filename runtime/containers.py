@@ -28,6 +28,7 @@ from errdefs import FailedPrecondition, InvalidArgument, NotFound
 from runtime import namespaces
 from runtime import spec as oci_spec
 from runtime.cdi import CDIRegistry
+from runtime.cgroups import CgroupDriver
 from runtime.events import Event, EventBus
 from runtime.exits import ExitWatcher
 from runtime.handlers import Handler, Handlers
@@ -119,9 +120,11 @@ def container_name(meta: api_pb2.ContainerMetadata, pod: api_pb2.PodSandboxMetad
 class ContainerManager:
     def __init__(self, db: MetadataDB, namespace: str, oci: OCIRuntime, snapshotter: Snapshotter,
                  snapshotter_name: str, images: Callable[[str], ImageInfo], events: EventBus,
-                 handlers: Handlers, cdi: CDIRegistry | None = None) -> None:
+                 handlers: Handlers, cdi: CDIRegistry | None = None,
+                 cgroup_driver: CgroupDriver = CgroupDriver.CGROUPFS) -> None:
         self._db = db
         self._cdi = cdi or CDIRegistry(())
+        self._cgroup_driver = cgroup_driver
         self._handlers = handlers
         self._namespace = namespace
         self._oci = oci
@@ -411,6 +414,7 @@ class ContainerManager:
             files=files_of(Path(sandbox.files_dir)),
             image_name=image.repo_tags[0] if image.repo_tags else config.image.image,
             namespace=self._namespace,
+            cgroup_driver=self._cgroup_driver,
             handler=handler.features,
             bind_sources=idmapped,
             # As containerd's restrict_oom_score_adj: a runtime without CAP_SYS_RESOURCE cannot lower it.

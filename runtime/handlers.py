@@ -98,17 +98,19 @@ class Handlers:
         return {h.name: h.runc for h in self._handlers.values()}
 
 
-def probe_handlers(specs: Iterable[HandlerSpec], default: str, state: Path, layers: Path) -> Handlers:
+def probe_handlers(specs: Iterable[HandlerSpec], default: str, state: Path, layers: Path, *,
+                   systemd_cgroup: bool = False) -> Handlers:
     """Every configured handler, probed; an optional one whose binary is not installed is left out.
 
     ``layers`` is a folder on the filesystem of the image layers, which pods with user namespaces see
-    through idmapped mounts.
+    through idmapped mounts. ``systemd_cgroup``: every handler is driven with ``--systemd-cgroup``, the
+    probes too.
     """
     present = [(spec, binary) for spec in specs
                if (binary := shutil.which(spec.binary)) is not None or not spec.optional]
     # Every probe container at once: each takes a runtime start, and the daemon waits for them all.
     with _probe_user_namespace(state, layers) as userns, ThreadPoolExecutor(max_workers=8) as pool:
-        handlers = [_probe(spec, binary, state, userns, pool) for spec, binary in present]
+        handlers = [_probe(spec, binary, state, userns, pool, systemd_cgroup) for spec, binary in present]
     for handler in handlers:
         if handler.unusable:
             log.warning("runtime handler unusable", handler=handler.name, error=handler.unusable)
@@ -116,10 +118,11 @@ def probe_handlers(specs: Iterable[HandlerSpec], default: str, state: Path, laye
 
 
 def _probe(spec: HandlerSpec, binary: str | None, state: Path, userns: Path | None,
-           pool: ThreadPoolExecutor) -> Handler:
+           pool: ThreadPoolExecutor, systemd_cgroup: bool) -> Handler:
     if binary is None:
-        return Handler(spec.name, Runc(spec.binary, spec.root), HandlerFeatures(), f"{spec.binary}: not found")
-    runc = Runc(_shimmed(spec.name, binary, state), spec.root)
+        return Handler(spec.name, Runc(spec.binary, spec.root, systemd_cgroup=systemd_cgroup), HandlerFeatures(),
+                       f"{spec.binary}: not found")
+    runc = Runc(_shimmed(spec.name, binary, state), spec.root, systemd_cgroup=systemd_cgroup)
     folder = state / "handlers" / spec.name
     plain = pool.submit(probe_container, runc, folder)
     rro = pool.submit(probe_container, runc, folder, recursive_read_only=True)

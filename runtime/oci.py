@@ -301,7 +301,7 @@ class OCIRuntime:
         args = conmon.ConmonExecArgs(
             conmon=self.conmon_binary,
             runtime=runc.binary,
-            runtime_args=(f"--root={runc.root}", f"--log={workdir / 'runc.log'}", "--log-format=json"),
+            runtime_args=tuple(runc.global_args(workdir / "runc.log")),
             container_id=container_id,
             exec_id=workdir.name,
             process_spec=workdir / "process.json",
@@ -373,7 +373,7 @@ class OCIRuntime:
         args = conmon.ConmonArgs(
             conmon=self.conmon_binary,
             runtime=runc.binary,
-            runtime_args=(f"--root={runc.root}", f"--log={files.runc_log}", "--log-format=json"),
+            runtime_args=tuple(runc.global_args(files.runc_log)),
             container_id=container_id,
             bundle=Path(os.readlink(files.bundle)),
             container_pidfile=files.container_pid,

@@ -22,6 +22,7 @@ import structlog
 from cri.api.runtime.v1 import api_pb2
 from errdefs import FailedPrecondition, InvalidArgument, NotFound
 from runtime import lsm, namespaces
+from runtime.cgroups import CgroupDriver, validate_parent
 from runtime.cni import CNI, PodRef, PortMapping
 from runtime.handlers import Handlers
 from runtime.lifecycle import sandbox_lifecycle
@@ -53,8 +54,10 @@ class _Modes:
 
 
 class PodManager:
-    def __init__(self, db: MetadataDB, namespace: str, state: Path, cni: CNI, handlers: Handlers) -> None:
+    def __init__(self, db: MetadataDB, namespace: str, state: Path, cni: CNI, handlers: Handlers,
+                 cgroup_driver: CgroupDriver = CgroupDriver.CGROUPFS) -> None:
         self._db = db
+        self._cgroup_driver = cgroup_driver
         self._handlers = handlers
         self._namespace = namespace
         self._state = state
@@ -91,6 +94,7 @@ class PodManager:
         if not (meta.name and meta.namespace and meta.uid):
             raise InvalidArgument("pod sandbox metadata needs a name, a namespace and a uid")
         handler = self._handlers.get(runtime_handler)
+        validate_parent(self._cgroup_driver, config.linux.cgroup_parent)
         mapping = _user_namespace(config, handler.features.user_namespaces)
         lsm.check_selinux(config.linux.security_context.selinux_options, "the pod")
         lsm.check_pod_apparmor(config.linux.security_context)

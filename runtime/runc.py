@@ -1,8 +1,8 @@
 """The runc command line: one method per subcommand crishim uses, runc's errors turned into crishim's.
 
-Every call passes ``--root`` so crishim's containers live apart from other runc users, and
-``--log-format json`` so runc's error text can be told apart from anything else on its stderr: runc prints its
-final error as one JSON line at level ``error`` (or ``fatal``).
+Every call passes ``--root`` so crishim's containers live apart from other runc users, ``--systemd-cgroup``
+under the systemd cgroup driver, and ``--log-format json`` so runc's error text can be told apart from anything
+else on its stderr: runc prints its final error as one JSON line at level ``error`` (or ``fatal``).
 """
 
 from __future__ import annotations
@@ -104,15 +104,23 @@ def _parse_state(document: dict[str, Any]) -> RuntimeState:
 
 
 class Runc:
-    def __init__(self, binary: str, root: Path, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, binary: str, root: Path, *, systemd_cgroup: bool = False,
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
         self.binary = binary
         self.root = root
+        self.systemd_cgroup = systemd_cgroup  # cgroups made by systemd (the systemd cgroup driver)
         self.timeout = timeout
 
-    def command(self, *args: str, log: Path | None = None) -> list[str]:
-        """The argv for a runc subcommand; with ``log``, runc's own messages go to that file, not stderr."""
+    def global_args(self, log: Path | None = None) -> list[str]:
+        """The flags every subcommand takes, here or through conmon; with ``log``, runc's own messages go to that
+        file, not stderr."""
+        systemd = ["--systemd-cgroup"] if self.systemd_cgroup else []
         logging = ["--log", str(log)] if log is not None else []
-        return [self.binary, "--root", str(self.root), *logging, "--log-format", "json", *args]
+        return ["--root", str(self.root), *systemd, *logging, "--log-format", "json"]
+
+    def command(self, *args: str, log: Path | None = None) -> list[str]:
+        """The argv for a runc subcommand."""
+        return [self.binary, *self.global_args(log), *args]
 
     def run(self, container_id: str, args: Sequence[str], *, stdin: bytes | None = None) -> bytes:
         """Run a subcommand to completion; its stdout, or the matching crishim error."""

@@ -26,6 +26,7 @@ from typing import Any
 import errdefs
 from cri.api.runtime.v1 import api_pb2
 from runtime import lsm, seccomp
+from runtime.cgroups import CgroupDriver, cgroups_path
 from runtime.features import HandlerFeatures
 from runtime.namespaces import PodNamespaces
 from runtime.podfiles import PodFiles
@@ -36,7 +37,6 @@ __all__ = [
     "HostFacts",
     "SpecInputs",
     "capabilities",
-    "cgroups_path",
     "container_spec",
     "linux_resources",
     "process_args",
@@ -152,6 +152,7 @@ class SpecInputs:
     target_pid_namespace: str | None = None  # for NamespaceMode TARGET: the target container's PID namespace
     restrict_oom_score_adj: bool = False  # never ask for a lower oom_score_adj than the runtime's own
     namespace: str = DEFAULT_NAMESPACE  # containerd namespace, for the default cgroups path
+    cgroup_driver: CgroupDriver = CgroupDriver.CGROUPFS  # who makes the container's cgroup: runc or systemd
     host: HostFacts | None = None  # probed when None
     handler: HandlerFeatures = field(default_factory=HandlerFeatures)  # what the pod's runtime handler can do
     # By container path: the folder crishim made for a CRI mount, bound in place of its host path (an idmapped
@@ -473,7 +474,8 @@ def _linux(inputs: SpecInputs, host: HostFacts, caps: list[str], privileged: boo
         devices += _host_devices()
     linux: dict[str, Any] = {
         "resources": _resources(inputs, host, rules, privileged),
-        "cgroupsPath": cgroups_path(_cgroup_parent(inputs), inputs.container_id, inputs.namespace),
+        "cgroupsPath": cgroups_path(inputs.cgroup_driver, _cgroup_parent(inputs), inputs.container_id,
+                                    inputs.namespace),
         "namespaces": _namespaces(inputs, host, privileged),
     }
     mapping = pod_mapping(_pod_namespace_options(inputs))
@@ -499,16 +501,6 @@ def _linux(inputs: SpecInputs, host: HostFacts, caps: list[str], privileged: boo
 
 def _id_mapping(mapping: IDMap) -> dict[str, int]:
     return {"containerID": mapping.container_id, "hostID": mapping.host_id, "size": mapping.size}
-
-
-def cgroups_path(parent: str, container_id: str, namespace: str = DEFAULT_NAMESPACE) -> str:
-    """containerd's cgroupsPath: ``<parent>/<id>`` (cgroupfs) or ``<slice>:cri-containerd:<id>`` (systemd)."""
-    if not parent:
-        return posixpath.join("/", namespace, container_id)
-    base = posixpath.basename(parent)
-    if base.endswith(".slice"):
-        return f"{base}:cri-containerd:{container_id}"
-    return posixpath.normpath(posixpath.join(parent, container_id))
 
 
 def _cgroup_parent(inputs: SpecInputs) -> str:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from cri.api.runtime.v1 import api_pb2
 from cri.list_stream import stream_listing
 from cri.runtime_service.container_stats import to_stats
+from runtime.cgroups import parent_folder
 from runtime.netstats import InterfaceStats, network_stats
 from runtime.records import ContainerState, SandboxRecord, SandboxState
 from runtime.stats import CgroupStats, parent_cgroup_stats
@@ -58,7 +59,8 @@ def to_pod_stats(svc: RuntimeService, record: SandboxRecord) -> api_pb2.PodSandb
         id=record.id, metadata=config.metadata, labels=config.labels, annotations=config.annotations))
     records = svc.containers.all(record.id)
     containers = [to_stats(svc, c) for c in records]
-    own = parent_cgroup_stats(record.cgroup_parent) if record.cgroup_parent else None
+    parent = parent_folder(svc.cgroup_driver, record.cgroup_parent)
+    own = parent_cgroup_stats(parent) if parent else None
     if own is not None:
         _own_usage(svc, pod.linux, record.id, own)
     else:

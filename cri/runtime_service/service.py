@@ -40,7 +40,9 @@ from cri.runtime_service import (
 from cri.streaming.backend import StreamBackend
 from cri.streaming.server import StreamServer
 from errdefs import NotFound
+from runtime import cgroups
 from runtime.cdi import CDIRegistry
+from runtime.cgroups import CgroupDriver
 from runtime.cni import CNI
 from runtime.containers import ContainerManager, ImageInfo
 from runtime.events import EventBus
@@ -59,13 +61,16 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self.events = EventBus()
         self.cni = CNI(config.cni_conf_dir, config.root / "io.containerd.grpc.v1.cri" / "cni-results",
                        config.cni_bin_dirs, timed=self.metrics.cni.time)
+        self.cgroup_driver = CgroupDriver(config.cgroup_driver)
+        cgroups.require(self.cgroup_driver)
         self.handlers = probe_handlers(_handler_specs(config), config.default_runtime, config.state,
-                                       Path(images.snapshotter.root))
+                                       Path(images.snapshotter.root),
+                                       systemd_cgroup=self.cgroup_driver == CgroupDriver.SYSTEMD)
         self.oci = OCIRuntime(config.state, runtimes=self.handlers.runtimes(), default_runtime=config.default_runtime)
-        self.pods = PodManager(images.db, CRI_NAMESPACE, config.state, self.cni, self.handlers)
+        self.pods = PodManager(images.db, CRI_NAMESPACE, config.state, self.cni, self.handlers, self.cgroup_driver)
         self.containers = ContainerManager(images.db, CRI_NAMESPACE, self.oci, images.snapshotter,
                                            images.snapshotter_name, self.images, self.events, self.handlers,
-                                           CDIRegistry(config.cdi.folders))
+                                           CDIRegistry(config.cdi.folders), self.cgroup_driver)
         self.containers.watch_exits()
         self.containers.sweep_image_volumes()
         self.pods.recover()

@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 
@@ -14,6 +15,7 @@ from cri.api.runtime.v1 import api_pb2
 from cri.metrics import Metrics
 from cri.runtime_service.runtime_config import runtime_config
 from cri.scrape_metrics import BuildInfo, DiskUsage, ObjectStates, ProcessThreads
+from runtime.cgroups import CgroupDriver
 from runtime.cni import load_config_list
 from store.remote.hosts import HostsConfig
 from tests.support.procs import run
@@ -120,6 +122,8 @@ def test_the_kubelet_settings_name_the_daemons_socket_and_cgroup_driver() -> Non
     assert settings["kind"] == "KubeletConfiguration"
     endpoint = f"unix://{config.Config().socket}"
     assert settings["containerRuntimeEndpoint"] == settings["imageServiceEndpoint"] == endpoint
-    reported = runtime_config(None, api_pb2.RuntimeConfigRequest()).linux.cgroup_driver  # type: ignore[arg-type]
+    # The driver a daemon of the default configuration reports.
+    daemon = SimpleNamespace(cgroup_driver=CgroupDriver(config.Config().cgroup_driver))
+    reported = runtime_config(daemon, api_pb2.RuntimeConfigRequest()).linux.cgroup_driver  # type: ignore[arg-type]
     assert settings["cgroupDriver"] == api_pb2.CgroupDriver.Name(reported).lower()
     assert settings["featureGates"]["PodAndContainerStatsFromCRI"] is True

@@ -20,6 +20,7 @@ import errdefs
 from cri.api.runtime.v1 import api_pb2
 from runtime import seccomp
 from runtime import spec as runtime_spec
+from runtime.cgroups import CgroupDriver
 from runtime.features import HandlerFeatures
 from runtime.namespaces import PodNamespaces
 from runtime.podfiles import PodFiles
@@ -28,7 +29,6 @@ from runtime.spec import (
     KNOWN_CAPS,
     HostFacts,
     SpecInputs,
-    cgroups_path,
     container_spec,
     linux_resources,
     process_args,
@@ -509,14 +509,15 @@ def test_cgroup_namespace_on_cgroup_v2_unless_privileged() -> None:
 # --- linux: cgroups, resources, sysctls, paths --------------------------------------------------------------
 
 
-def test_cgroups_path() -> None:
-    assert cgroups_path("/kubepods/burstable/podX", "c1") == "/kubepods/burstable/podX/c1"
-    assert cgroups_path("/kubepods.slice/kubepods-podX.slice", "c1") == "kubepods-podX.slice:cri-containerd:c1"
-    assert cgroups_path("", "c1") == "/k8s.io/c1"
+def test_cgroups_path_follows_the_driver() -> None:
     assert spec(cgroup_parent="/given")["linux"]["cgroupsPath"] == "/given/c1"
+    slice_path = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podX.slice"
+    assert (spec(cgroup_parent=slice_path, cgroup_driver=CgroupDriver.SYSTEMD)["linux"]["cgroupsPath"]
+            == "kubepods-burstable-podX.slice:cri-containerd:c1")
     pod = pod_config()
     pod.linux.cgroup_parent = ""
     assert spec(pod=pod)["linux"]["cgroupsPath"] == "/k8s.io/c1"
+    assert spec(pod=pod, cgroup_driver=CgroupDriver.SYSTEMD)["linux"]["cgroupsPath"] == "system.slice:cri-containerd:c1"
 
 
 def test_resources() -> None:
