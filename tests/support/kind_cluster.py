@@ -43,8 +43,9 @@ class HostState:
     def leftovers(self, after: HostState) -> list[str]:
         found = [f"mount {m}" for m in sorted(after.mounts - self.mounts)]
         found += [f"network interface {link}" for link in sorted(after.links - self.links)]
-        if after.iptables != self.iptables:
-            found.append("iptables rules changed")
+        before_rules, after_rules = set(self.iptables.splitlines()), set(after.iptables.splitlines())
+        found += [f"iptables rule added: {rule}" for rule in sorted(after_rules - before_rules)]
+        found += [f"iptables rule removed: {rule}" for rule in sorted(before_rules - after_rules)]
         return found
 
 
