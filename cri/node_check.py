@@ -217,7 +217,11 @@ def _repair_lease(root: Path, finding: Finding) -> None:
 
 def _repair_snapshot(root: Path, finding: Finding) -> None:
     name, _, key = finding.subject.partition(":")
-    DRIVERS[name](snapshotter_root(root, name)).remove(key)
+    snapshotter = DRIVERS[name](snapshotter_root(root, name)).open()
+    try:
+        snapshotter.remove(key)
+    finally:
+        snapshotter.close()
 
 
 def _repair_folder(root: Path, finding: Finding) -> None:

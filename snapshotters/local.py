@@ -24,6 +24,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Self
 
 from errdefs import InvalidArgument, NotFound, Unavailable
 from snapshotters.filters import matches
@@ -39,11 +40,16 @@ class LocalSnapshotter(Snapshotter):
     def __init__(self, root: Path, writable_root: Path | None = None) -> None:
         self._root = root
         self.snapshots_dir = root / "snapshots"
-        self.snapshots_dir.mkdir(parents=True, exist_ok=True)
         self._writable_root = writable_root
-        self._writable_dir = _link_writable_root(root, writable_root)
+        self._writable_dir: Path | None = None
         self._store = MetaStore(root / "metadata.db")
+
+    def open(self) -> Self:
+        self.snapshots_dir.mkdir(parents=True, exist_ok=True)
+        self._writable_dir = _link_writable_root(self._root, self._writable_root)
+        self._store.open()
         self.cleanup()
+        return self
 
     @property
     def root(self) -> str:

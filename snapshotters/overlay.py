@@ -10,6 +10,7 @@ both are on its filesystem, as overlayfs requires; the lowerdirs, committed laye
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
 from snapshotters.local import LocalSnapshotter
 from snapshotters.snapshotter import Kind, Mount
@@ -27,11 +28,13 @@ def kernel_has_index_param() -> bool:
 class OverlaySnapshotter(LocalSnapshotter):
     whiteouts = "overlay"
 
-    def __init__(self, root: Path, writable_root: Path | None = None) -> None:
-        super().__init__(root, writable_root)
-        self._index_off = kernel_has_index_param()
-
     can_rebase = True
+    _index_off = False
+
+    def open(self) -> Self:
+        self._index_off = kernel_has_index_param()
+        super().open()
+        return self
 
     def rebase(self, key: str, parent: str) -> None:
         with self._store.transaction() as tx:

@@ -9,7 +9,7 @@ from snapshotters.native import NativeSnapshotter
 from snapshotters.overlay import OverlaySnapshotter
 from snapshotters.snapshotter import Snapshotter
 
-__all__ = ["DRIVERS", "PLUGIN_TYPE", "Driver", "open_snapshotters", "snapshotter_root"]
+__all__ = ["DRIVERS", "PLUGIN_TYPE", "Driver", "snapshotters_under", "snapshotter_root"]
 
 PLUGIN_TYPE = "io.containerd.snapshotter.v1"
 
@@ -28,7 +28,8 @@ def snapshotter_root(root: Path, name: str) -> Path:
     return root / f"{PLUGIN_TYPE}.{name}"
 
 
-def open_snapshotters(root: Path, writable_root: Path | None = None) -> dict[str, Snapshotter]:
-    """Every driver on its folder of ``root``; with ``writable_root``, containers' writable layers on its own."""
+def snapshotters_under(root: Path, writable_root: Path | None = None) -> dict[str, Snapshotter]:
+    """Every driver on its folder of ``root``, not opened yet; with ``writable_root``, containers' writable
+    layers on its own."""
     return {name: driver(snapshotter_root(root, name), snapshotter_root(writable_root, name) if writable_root else None)
             for name, driver in DRIVERS.items()}

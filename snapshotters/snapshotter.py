@@ -32,6 +32,7 @@ import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Self
 
 from errdefs import FailedPrecondition
 
@@ -113,6 +114,11 @@ class Snapshotter(abc.ABC):
 
     @abc.abstractmethod
     def walk(self, fn: Callable[[Info], None], filters: Iterable[str] = ()) -> None: ...
+
+    @abc.abstractmethod
+    def open(self) -> Self:
+        """Make its folders and metadata ready and sweep what a crash left; ``self``, for chaining. The
+        constructor does no I/O: nothing else may be called before this."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -50,6 +50,8 @@ class SnapshotRecord:
 class MetaStore:
     def __init__(self, path: Path) -> None:
         self._db = Database(path, _SCHEMA, synchronous="FULL", errors=_error)
+
+    def open(self) -> None:
         self._db.open()
 
     def close(self) -> None:

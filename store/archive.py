@@ -161,7 +161,7 @@ def _layer(name: str, files: dict[str, Descriptor], content: ContentStore,
     compressed = find_compressed(blob.digest)
     if compressed is not None:
         blob = compressed
-    with content.open(blob.digest) as f:
+    with content.reader(blob.digest) as f:
         head = f.read(10)
     # As containerd 1.6: anything compressed is called gzip; an empty file is an uncompressed layer.
     compressed_data = head.startswith(_GZIP_MAGIC) or head.startswith(_ZSTD_MAGIC)

@@ -53,9 +53,13 @@ class IngestStatus:
 class ContentStore:
     def __init__(self, root: Path) -> None:
         self.root = root
-        (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-        (root / "ingest").mkdir(parents=True, exist_ok=True)
         self._ref_locks = KeyedLocks()
+
+    def open(self) -> ContentStore:
+        """Make the store's folders if need be; ``self``, for chaining."""
+        (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        (self.root / "ingest").mkdir(parents=True, exist_ok=True)
+        return self
 
     def blob_path(self, digest: Digest) -> Path:
         return self.root / "blobs" / digest.algorithm / digest.hex
@@ -70,14 +74,14 @@ class ContentStore:
     def exists(self, digest: Digest) -> bool:
         return self.blob_path(digest).exists()
 
-    def open(self, digest: Digest) -> BinaryIO:
+    def reader(self, digest: Digest) -> BinaryIO:
         try:
             return self.blob_path(digest).open("rb")
         except FileNotFoundError:
             raise NotFound(f"content {digest}: not found") from None
 
     def read(self, digest: Digest) -> bytes:
-        with self.open(digest) as f:
+        with self.reader(digest) as f:
             return f.read()
 
     def delete(self, digest: Digest) -> None:

@@ -1,9 +1,10 @@
 """The metadata database: namespaces, images, content labels and leases.
 
-SQLite in WAL mode with one connection guarded by a lock: readers never block
-the writer on disk, and in-process access is serialised. The schema is
-versioned with ``PRAGMA user_version``; each entry of ``_MIGRATIONS`` moves it
-one version forward, inside a transaction.
+One SQLite file through ``sqlitedb``: writes in short IMMEDIATE transactions,
+queries in read transactions a write never holds up. The constructor does no
+I/O; ``open`` creates the file and migrates it. The schema is versioned with
+``PRAGMA user_version``; each entry of ``_MIGRATIONS`` moves it one version
+forward, inside a transaction.
 """
 
 from __future__ import annotations
@@ -90,7 +91,11 @@ class Lease:
 class MetadataDB:
     def __init__(self, path: Path) -> None:
         self._db = Database(path, _MIGRATIONS, synchronous="NORMAL", errors=_error, foreign_keys=True)
+
+    def open(self) -> MetadataDB:
+        """Create the file if need be and bring its schema up to date; ``self``, for chaining."""
         self._db.open()
+        return self
 
     def close(self) -> None:
         self._db.close()

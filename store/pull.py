@@ -282,7 +282,7 @@ def _replay(content: ContentStore, desc: Descriptor, stream: LayerStream | None)
     """Feed a blob the store has already (another image's layer) to the unpacker."""
     if stream is None:
         return
-    with content.open(desc.digest) as blob:
+    with content.reader(desc.digest) as blob:
         offset = 0
         while chunk := blob.read(1 << 20):
             stream.feed(offset, chunk)

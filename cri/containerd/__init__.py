@@ -49,7 +49,7 @@ class ContainerdAPI:
 
     def __init__(self, config: Config, images: ImageService) -> None:
         driver = config.image.snapshotter
-        self._proxy = DRIVERS[driver](snapshotter_root(config.root, PROXY_SNAPSHOTTER))
+        self._proxy = DRIVERS[driver](snapshotter_root(config.root, PROXY_SNAPSHOTTER)).open()
         probes = probe_all(config.root)
         plugin_list = plugins(config.root, default_platform(), probes, {PROXY_SNAPSHOTTER: probes[driver]})
         gc = images.collect_garbage

@@ -84,7 +84,7 @@ class ContentService(content_pb2_grpc.ContentServicer):
         digest = digest_argument(request.digest)
         total = self._db.get_content(namespace, digest).size
         offset, size = _section(request.offset, request.size, total)
-        with self._content.open(digest) as blob:
+        with self._content.reader(digest) as blob:
             blob.seek(offset)
             while size > 0:
                 data = blob.read(min(READ_CHUNK, size))

@@ -71,7 +71,7 @@ class DiffService(diff_pb2_grpc.DiffServicer):
 
     def _apply(self, digest: Digest, compression: str, sn: Snapshotter, key: str) -> tuple[str, int]:
         target, lowers = Path(sn.apply_dir(key)), [Path(p) for p in sn.lower_dirs(key)]
-        with self._content.open(digest) as blob:
+        with self._content.reader(digest) as blob:
             reader = HashingReader(decompressed(blob, compression))
             # A bottom layer has nothing below to hide: deletions are plain, as containerd applies it.
             apply_tar(cast(BinaryIO, io.BufferedReader(reader, 1 << 20)), target,

@@ -25,7 +25,7 @@ from cri.scrape_metrics import DiskUsage
 from errdefs import InvalidArgument
 from snapshotters import Snapshotter
 from snapshotters.gc import prune
-from snapshotters.registry import open_snapshotters
+from snapshotters.registry import snapshotters_under
 from store.cancel import Cancellation
 from store.content import ContentStore
 from store.gc import GCResult, collect
@@ -51,10 +51,11 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
     def __init__(self, config: Config, metrics: Metrics, platform: Platform) -> None:
         self.config = config
         self.metrics = metrics
-        self.content = ContentStore(config.root / CONTENT_DIR)
-        self.db = MetadataDB(config.root / METADATA_DB)
+        self.content = ContentStore(config.root / CONTENT_DIR).open()
+        self.db = MetadataDB(config.root / METADATA_DB).open()
         self.catalog = ImageCatalog(self.db, self.content, CRI_NAMESPACE, platform)
-        self.snapshotters = open_snapshotters(config.root, config.writable_layers)
+        self.snapshotters = {name: sn.open()
+                             for name, sn in snapshotters_under(config.root, config.writable_layers).items()}
         self.snapshotter_name = config.image.snapshotter
         if self.snapshotter_name not in self.snapshotters:
             raise InvalidArgument(f"config: image.snapshotter {self.snapshotter_name!r} is not one of "

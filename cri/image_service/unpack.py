@@ -280,7 +280,7 @@ def _feed_stored(content: ContentStore, layer: Descriptor, stream: LayerStream) 
     """Feed a stored blob, checked against its digest as it is read (it may be what a crash left)."""
     hasher = layer.digest.hasher()
     try:
-        with content.open(layer.digest) as blob:
+        with content.reader(layer.digest) as blob:
             offset = 0
             while chunk := blob.read(1 << 20):
                 hasher.update(chunk)

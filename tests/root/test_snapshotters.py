@@ -26,7 +26,7 @@ def snapshotter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Snap
     name, split, _ = request.param.partition("-split")
     with contextlib.ExitStack() as stack:
         writable = stack.enter_context(tmpfs(tmp_path / "writable-fs")) / "sn" if split else None
-        sn = DRIVERS[name](tmp_path / "root", writable)
+        sn = DRIVERS[name](tmp_path / "root", writable).open()
         stack.callback(sn.close)
         yield sn
 

@@ -54,7 +54,7 @@ def _base(sn: Snapshotter, scratch: Path) -> None:
 
 def test_a_containers_writable_layer_is_made_on_its_own_filesystem_over_the_image_layers(
         second_fs: Path, tmp_path: Path, scratch: Path) -> None:
-    sn = OverlaySnapshotter(tmp_path / "root", second_fs / "overlayfs")
+    sn = OverlaySnapshotter(tmp_path / "root", second_fs / "overlayfs").open()
     _base(sn, scratch)
     sn.prepare("container", "base")
     assert sn.location("container") == sn.writable_root == str(second_fs / "overlayfs")
@@ -82,7 +82,7 @@ def test_a_containers_writable_layer_is_made_on_its_own_filesystem_over_the_imag
 @pytest.mark.parametrize("driver", sorted(DRIVERS))
 def test_a_committed_writable_layer_moves_into_the_root_whole(driver: str, second_fs: Path, tmp_path: Path,
                                                                scratch: Path) -> None:
-    sn = DRIVERS[driver](tmp_path / "root", second_fs / driver)
+    sn = DRIVERS[driver](tmp_path / "root", second_fs / driver).open()
     _base(sn, scratch)
     sn.prepare("container", "base")
     with mounted(sn, "container", scratch) as root:
@@ -117,7 +117,7 @@ def test_a_committed_writable_layer_moves_into_the_root_whole(driver: str, secon
 
 def test_a_refused_commit_leaves_the_writable_layer_where_and_as_it_was(second_fs: Path, tmp_path: Path,
                                                                        scratch: Path) -> None:
-    sn = OverlaySnapshotter(tmp_path / "root", second_fs / "overlayfs")
+    sn = OverlaySnapshotter(tmp_path / "root", second_fs / "overlayfs").open()
     _base(sn, scratch)
     sn.prepare("container", "base")
     with mounted(sn, "container", scratch) as root:
@@ -136,14 +136,14 @@ def test_a_refused_commit_leaves_the_writable_layer_where_and_as_it_was(second_f
 def test_layers_on_the_other_filesystem_are_found_after_a_restart_and_after_the_setting_is_dropped(
         second_fs: Path, tmp_path: Path, scratch: Path) -> None:
     root, writable = tmp_path / "root", second_fs / "overlayfs"
-    sn = OverlaySnapshotter(root, writable)
+    sn = OverlaySnapshotter(root, writable).open()
     _base(sn, scratch)
     sn.prepare("old-container", "base")
     with mounted(sn, "old-container", scratch) as merged:
         (merged / "mine").write_bytes(b"mine")
     sn.close()
     # Without the setting: the old layer is found through the root's link, new ones are made in the root.
-    sn = OverlaySnapshotter(root)
+    sn = OverlaySnapshotter(root).open()
     assert sn.writable_root == sn.root
     assert sn.stat("old-container").kind == Kind.ACTIVE
     with mounted(sn, "old-container", scratch) as merged:
@@ -157,12 +157,12 @@ def test_layers_on_the_other_filesystem_are_found_after_a_restart_and_after_the_
 
 def test_a_restart_sweeps_what_a_crash_left_on_the_other_filesystem(second_fs: Path, tmp_path: Path) -> None:
     root, writable = tmp_path / "root", second_fs / "overlayfs"
-    sn: LocalSnapshotter = OverlaySnapshotter(root, writable)
+    sn: LocalSnapshotter = OverlaySnapshotter(root, writable).open()
     sn.prepare("live")
     sn.close()
     for leftover in ("new-half-made", "rm-7", "99999"):
         (writable / "snapshots" / leftover).mkdir()
-    sn = OverlaySnapshotter(root, writable)
+    sn = OverlaySnapshotter(root, writable).open()
     assert os.listdir(writable / "snapshots") == [str(_folder_id(sn, "live"))]
     assert sn.stat("live").kind == Kind.ACTIVE
     sn.close()

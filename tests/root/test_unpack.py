@@ -8,6 +8,7 @@ import io
 import json
 import tarfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -85,10 +86,11 @@ def chain(parent: str, diff: Digest) -> str:
 
 
 @pytest.fixture(params=["overlayfs", "native"])
-def setup(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[ContentStore, Snapshotter, Unpacker]:
+def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[ContentStore, Snapshotter, Unpacker]]:
     driver = OverlaySnapshotter if request.param == "overlayfs" else NativeSnapshotter
-    content, sn = ContentStore(tmp_path / "content"), driver(tmp_path / request.param)
-    return content, sn, Unpacker(content, sn, request.param)
+    content, sn = ContentStore(tmp_path / "content").open(), driver(tmp_path / request.param).open()
+    yield content, sn, Unpacker(content, sn, request.param)
+    sn.close()
 
 
 def keys(sn: Snapshotter) -> dict[str, tuple[str, Kind]]:
@@ -218,7 +220,7 @@ def make_image_from_tars(content: ContentStore, tars: list[bytes]) -> PulledImag
 
 
 def test_a_clean_stop_leaves_no_journal_and_a_crash_redoes_exactly_the_journalled_layers(tmp_path: Path) -> None:
-    content, sn = ContentStore(tmp_path / "content"), OverlaySnapshotter(tmp_path / "overlayfs")
+    content, sn = ContentStore(tmp_path / "content").open(), OverlaySnapshotter(tmp_path / "overlayfs").open()
     journal = UnpackJournal(tmp_path / "journal")
     image = make_image(content, [(GZIP, {"a": b"bottom"}), (GZIP, {"b": b"top"})])
     first = Unpacker(content, sn, "overlayfs", journal)

@@ -19,7 +19,7 @@ def stored_content(root: Path, namespace: str = "k8s.io") -> dict[str, StoredCon
     # Imported here: the store is code under test, and the fixtures must load without it.
     from store.metadata import MetadataDB
 
-    db = MetadataDB(root / METADATA_DB)
+    db = MetadataDB(root / METADATA_DB).open()
     try:
         records = db.list_content(namespace)
         return {str(r.digest): StoredContent(str(r.digest), int(r.size), dict(r.labels)) for r in records}

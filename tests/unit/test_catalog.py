@@ -41,7 +41,7 @@ def _image(db: MetadataDB, content: ContentStore, name: str, padding: int) -> No
 
 
 def _catalog(tmp_path: Path) -> tuple[MetadataDB, ContentStore, ImageCatalog]:
-    db, content = MetadataDB(tmp_path / "meta.db"), ContentStore(tmp_path / "content")
+    db, content = MetadataDB(tmp_path / "meta.db").open(), ContentStore(tmp_path / "content").open()
     return db, content, ImageCatalog(db, content, NS, default_platform())
 
 

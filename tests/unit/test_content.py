@@ -15,7 +15,7 @@ DATA = b"hello content store\n" * 1000
 
 @pytest.fixture
 def store(tmp_path: Path) -> ContentStore:
-    return ContentStore(tmp_path / "content")
+    return ContentStore(tmp_path / "content").open()
 
 
 def write(store: ContentStore, data: bytes, digest: Digest | None = None, size: int | None = None) -> None:

@@ -81,7 +81,7 @@ def fetch(store: ContentStore, server: BlobServer, retries: int, progress_timeou
 
 
 def test_a_new_pull_fetches_only_the_missing_bytes(tmp_path: Path, server: BlobServer) -> None:
-    store = ContentStore(tmp_path)
+    store = ContentStore(tmp_path).open()
     server.cut_after = 1 << 20
     with pytest.raises(Unavailable):
         fetch(store, server, retries=0)
@@ -93,7 +93,7 @@ def test_a_new_pull_fetches_only_the_missing_bytes(tmp_path: Path, server: BlobS
 
 
 def test_a_retry_within_one_pull_resumes(tmp_path: Path, server: BlobServer) -> None:
-    store = ContentStore(tmp_path)
+    store = ContentStore(tmp_path).open()
     server.cut_after = 100
     fetch(store, server, retries=2)
     assert server.sent == [(None, 100), ("bytes=100-", len(BLOB) - 100)]
@@ -101,7 +101,7 @@ def test_a_retry_within_one_pull_resumes(tmp_path: Path, server: BlobServer) -> 
 
 
 def test_a_server_ignoring_range_restarts_the_ingest(tmp_path: Path, server: BlobServer) -> None:
-    store = ContentStore(tmp_path)
+    store = ContentStore(tmp_path).open()
     server.cut_after, server.honour_range = 1000, False
     fetch(store, server, retries=1)
     assert server.sent[-1] == ("bytes=1000-", len(BLOB))
@@ -109,7 +109,7 @@ def test_a_server_ignoring_range_restarts_the_ingest(tmp_path: Path, server: Blo
 
 
 def test_corrupt_content_never_becomes_a_blob(tmp_path: Path, server: BlobServer) -> None:
-    store = ContentStore(tmp_path)
+    store = ContentStore(tmp_path).open()
     server.blob = BLOB[:-1] + bytes([BLOB[-1] ^ 1])
     with pytest.raises(DataLoss):
         fetch(store, server, retries=0)
@@ -118,7 +118,7 @@ def test_corrupt_content_never_becomes_a_blob(tmp_path: Path, server: BlobServer
 
 
 def test_no_progress_cancels_and_keeps_what_arrived(tmp_path: Path, server: BlobServer) -> None:
-    store = ContentStore(tmp_path)
+    store = ContentStore(tmp_path).open()
     server.stall.set()
     with pytest.raises(DeadlineExceeded, match="no progress"):
         fetch(store, server, retries=3, progress_timeout=0.5)

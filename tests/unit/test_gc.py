@@ -2,6 +2,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,10 @@ MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 @pytest.fixture
-def stores(tmp_path: Path) -> tuple[MetadataDB, ContentStore]:
-    return MetadataDB(tmp_path / "meta.db"), ContentStore(tmp_path / "content")
+def stores(tmp_path: Path) -> Iterator[tuple[MetadataDB, ContentStore]]:
+    db = MetadataDB(tmp_path / "meta.db").open()
+    yield db, ContentStore(tmp_path / "content").open()
+    db.close()
 
 
 def blob(db: MetadataDB, content: ContentStore, data: bytes, labels: dict[str, str] | None = None) -> Digest:
@@ -123,12 +126,12 @@ def unlink_then_die(self, digest):
 
 ContentStore.delete = unlink_then_die
 root = Path(sys.argv[1])
-collect(MetadataDB(root / "meta.db"), ContentStore(root / "content"))
+collect(MetadataDB(root / "meta.db").open(), ContentStore(root / "content").open())
 """
 
 
 def test_kill_9_after_the_first_blob_unlink_leaves_no_record_without_its_file(tmp_path: Path) -> None:
-    db, content = MetadataDB(tmp_path / "meta.db"), ContentStore(tmp_path / "content")
+    db, content = MetadataDB(tmp_path / "meta.db").open(), ContentStore(tmp_path / "content").open()
     image(db, content, "one", [b"only-one-a", b"only-one-b"])
     image(db, content, "two", [b"only-two"])
     with db.transaction() as tx:
@@ -137,7 +140,7 @@ def test_kill_9_after_the_first_blob_unlink_leaves_no_record_without_its_file(tm
     child = subprocess.run([sys.executable, "-c", _KILLED_IN_GC, str(tmp_path)],
                            cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=60)
     assert child.returncode == -signal.SIGKILL, child.stderr
-    db = MetadataDB(tmp_path / "meta.db")
+    db = MetadataDB(tmp_path / "meta.db").open()
     missing = [r.digest for r in db.list_content(NS) if not content.exists(r.digest)]
     assert missing == [], "content records whose blob is gone"
     collect(db, content)  # the next collection finishes the job

@@ -51,8 +51,8 @@ def docker_archive(tags: list[str], architecture: str = "amd64", config_name: st
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[tuple[Importer, MetadataDB, ContentStore]]:
-    content = ContentStore(tmp_path / "content")
-    db = MetadataDB(tmp_path / "meta.db")
+    content = ContentStore(tmp_path / "content").open()
+    db = MetadataDB(tmp_path / "meta.db").open()
     yield Importer(content, db, HOST), db, content
     db.close()
 

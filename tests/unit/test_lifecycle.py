@@ -23,7 +23,7 @@ def _record(db: MetadataDB, container_id: str) -> ContainerRecord:
 
 
 def test_moves_from_allowed_states_once_and_reports_only_real_moves(tmp_path: Path) -> None:
-    db = MetadataDB(tmp_path / "meta.db")
+    db = MetadataDB(tmp_path / "meta.db").open()
     moves: list[tuple[str, str]] = []
     lifecycle = container_lifecycle(db, NS, lambda old, new: moves.append((old.state, new.state)))
     _record(db, "a")
@@ -42,7 +42,7 @@ def test_moves_from_allowed_states_once_and_reports_only_real_moves(tmp_path: Pa
 
 
 def test_a_removed_object_is_never_written_again(tmp_path: Path) -> None:
-    db = MetadataDB(tmp_path / "meta.db")
+    db = MetadataDB(tmp_path / "meta.db").open()
     lifecycle = container_lifecycle(db, NS, lambda old, new: None)
     _record(db, "gone")
     with db.transaction() as tx:
@@ -53,7 +53,7 @@ def test_a_removed_object_is_never_written_again(tmp_path: Path) -> None:
 
 
 def test_a_move_the_table_forbids_is_a_bug_not_a_write(tmp_path: Path) -> None:
-    db = MetadataDB(tmp_path / "meta.db")
+    db = MetadataDB(tmp_path / "meta.db").open()
     lifecycle = container_lifecycle(db, NS, lambda old, new: None)
     _record(db, "a")
     with pytest.raises(IllegalTransition):

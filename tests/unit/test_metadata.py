@@ -1,3 +1,4 @@
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,16 +13,18 @@ TARGET = Descriptor("application/vnd.oci.image.manifest.v1+json", sha256_of(b"m"
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> MetadataDB:
-    return MetadataDB(tmp_path / "meta.db")
+def db(tmp_path: Path) -> Iterator[MetadataDB]:
+    db = MetadataDB(tmp_path / "meta.db").open()
+    yield db
+    db.close()
 
 
 def test_schema_is_versioned_and_reopens(tmp_path: Path) -> None:
-    db = MetadataDB(tmp_path / "meta.db")
+    db = MetadataDB(tmp_path / "meta.db").open()
     version = db.schema_version
     assert version >= 1
     db.close()
-    assert MetadataDB(tmp_path / "meta.db").schema_version == version
+    assert MetadataDB(tmp_path / "meta.db").open().schema_version == version
 
 
 def test_image_update_keeps_created_at(db: MetadataDB) -> None:

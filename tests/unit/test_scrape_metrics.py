@@ -40,13 +40,13 @@ def test_registering_reads_nothing() -> None:
 
 @pytest.fixture
 def snapshotter(tmp_path: Path) -> Iterator[NativeSnapshotter]:
-    sn = NativeSnapshotter(tmp_path / "native")
+    sn = NativeSnapshotter(tmp_path / "native").open()
     yield sn
     sn.close()
 
 
 def test_disk_usage_is_cached_until_invalidated(tmp_path: Path, snapshotter: NativeSnapshotter) -> None:
-    content = ContentStore(tmp_path / "content")
+    content = ContentStore(tmp_path / "content").open()
     walks = []
 
     def content_usage() -> tuple[int, int]:

@@ -27,12 +27,12 @@ def rename_then_die(src, dst):
         os.kill(os.getpid(), signal.SIGKILL)
 
 local.os.rename = rename_then_die
-NativeSnapshotter(Path(sys.argv[1])).remove("layer-2")
+NativeSnapshotter(Path(sys.argv[1])).open().remove("layer-2")
 """
 
 
 def _two_layers(root: Path) -> NativeSnapshotter:
-    sn = NativeSnapshotter(root)
+    sn = NativeSnapshotter(root).open()
     for name, parent in (("layer-1", ""), ("layer-2", "layer-1")):
         sn.prepare(f"extract-{name}", parent)
         (Path(sn.apply_dir(f"extract-{name}")) / name).write_text(name)
@@ -52,7 +52,7 @@ def test_kill_9_in_remove_leaves_records_and_folders_in_agreement(tmp_path: Path
     child = subprocess.run([sys.executable, "-c", _KILLED_IN_REMOVE, str(tmp_path)], cwd=REPO,
                            capture_output=True, text=True, timeout=60)
     assert child.returncode == -signal.SIGKILL, child.stderr
-    sn = NativeSnapshotter(tmp_path)  # a restart: cleanup() runs
+    sn = NativeSnapshotter(tmp_path).open()  # a restart: cleanup() runs
     _records_and_folders_agree(sn)
     prune(sn, set())
     names: list[str] = []
