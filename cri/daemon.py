@@ -1,9 +1,10 @@
 """The daemon: one gRPC server on a unix socket, serving the CRI (and containerd's API) until told to stop.
 
-``serve`` starts things in dependency order (directories, image service,
-metrics, socket) and stops them in reverse on SIGTERM or SIGINT: the gRPC
-server first, with a grace period for calls in flight, then the socket file,
-the metrics endpoint and the image service.
+``serve`` starts things in dependency order (directories, the node's parts as
+``cri.node`` builds them, metrics, streaming server, socket) and stops them in
+reverse on SIGTERM or SIGINT: the gRPC server first, with a grace period for
+calls in flight, then the socket file, the streaming server, the metrics
+endpoint and the node's parts.
 
 Concurrency: a synchronous ``grpc.server`` on a thread pool. The blocking work
 behind the RPCs (zlib, hashing, file I/O) releases the GIL, so threads overlap.
@@ -29,12 +30,11 @@ from cri import logs
 from cri.api.runtime.v1 import api_pb2_grpc
 from cri.config import Config
 from cri.constants import MAX_MESSAGE_BYTES
-from cri.containerd import ContainerdAPI
 from cri.containerd.version import revision
-from cri.image_service import ImageService, import_image
+from cri.image_service import import_image
 from cri.instrument import Interceptor
 from cri.metrics import Metrics, start_server
-from cri.runtime_service import RuntimeService
+from cri.node import Node, open_node
 from cri.scrape_metrics import BuildInfo, ObjectStates, ProcessThreads
 from cri.sd_notify import Notifier
 from errdefs import CrishimError, FailedPrecondition, Unavailable
@@ -84,40 +84,35 @@ def _run(config: Config, stop: threading.Event) -> None:
     _claim_socket_path(config.socket)
     metrics = Metrics()
     with ExitStack() as stack:
-        # Registered in start order; ExitStack undoes them last in, first out.
-        image_service = ImageService.from_config(config, metrics)
-        stack.callback(image_service.close)
-        containerd_api = ContainerdAPI(config, image_service)
-        stack.callback(containerd_api.close)
-        runtime_service = RuntimeService(config, image_service, metrics)
-        stack.callback(runtime_service.close)
-        if swept := runtime_service.oci.sweep_execs():
-            log.info("stopped execs a killed daemon left", execs=swept)
-        _register_collectors(metrics, image_service, runtime_service)
+        # Every part registers its close as it is built; the stack closes them last in, first out.
+        node = open_node(config, metrics, stack)
+        _register_collectors(metrics, node)
         # A configured metrics port is bound before the streaming server asks the kernel for a free one,
         # which could otherwise be that very port.
         metrics_address = _start_metrics(stack, config, metrics)
-        runtime_service.streams.start()
-        stack.callback(runtime_service.streams.stop)
-        server = _grpc_server(metrics, runtime_service, image_service, containerd_api)
+        streams = node.runtime.streams
+        streams.start()
+        stack.callback(streams.stop)
+        server = _grpc_server(metrics, node)
         _bind(server, config.socket)
         stack.callback(_remove_socket, config.socket)
         server.start()
         stack.callback(_stop_server, server)
-        image_service.schedule_garbage_collection()  # what a crash left: blobs and snapshots nothing needs
+        node.parts.gc.schedule()  # what a crash left: blobs and snapshots nothing needs
         log.info("daemon serving", address=str(config.socket), metrics_address=metrics_address,
-                 stream_url=runtime_service.streams.base_url)
+                 stream_url=streams.base_url)
         systemd.notify("READY=1")
         _wait(stop)
         systemd.notify("STOPPING=1")
         log.info("daemon stopping", grace_seconds=STOP_GRACE_SECONDS)
 
 
-def _register_collectors(metrics: Metrics, image_service: ImageService, runtime_service: RuntimeService) -> None:
+def _register_collectors(metrics: Metrics, node: Node) -> None:
     """The metrics read from the stores at scrape time."""
-    metrics.register(ObjectStates(lambda: [c.state for c in runtime_service.containers.all()],
-                                  lambda: [p.state for p in runtime_service.pods.all()]))
-    metrics.register(image_service.disk_usage)
+    runtime = node.runtime
+    metrics.register(ObjectStates(lambda: [c.state for c in runtime.containers.all()],
+                                  lambda: [p.state for p in runtime.pods.all()]))
+    metrics.register(node.parts.disk_usage)
     metrics.register(BuildInfo(cri.__version__, revision()))
     metrics.register(ProcessThreads())
 
@@ -141,8 +136,7 @@ def _prepare_dirs(config: Config) -> None:
     config.state.chmod(_STATE_MODE)
 
 
-def _grpc_server(metrics: Metrics, runtime_service: RuntimeService, image_service: ImageService,
-                 containerd_api: ContainerdAPI) -> Any:
+def _grpc_server(metrics: Metrics, node: Node) -> Any:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="rpc"),
         interceptors=[Interceptor(metrics)],
@@ -151,11 +145,11 @@ def _grpc_server(metrics: Metrics, runtime_service: RuntimeService, image_servic
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
-    api_pb2_grpc.add_RuntimeServiceServicer_to_server(runtime_service, server)
-    api_pb2_grpc.add_ImageServiceServicer_to_server(image_service, server)
+    api_pb2_grpc.add_RuntimeServiceServicer_to_server(node.runtime, server)
+    api_pb2_grpc.add_ImageServiceServicer_to_server(node.images, server)
     # containerd's own API on the same socket, for ctr and containerd's proxy snapshotter.
-    containerd_api.register(server)
-    import_image.register(server, image_service)
+    node.containerd.register(server)
+    import_image.register(server, node.images)
     return server
 
 

@@ -49,14 +49,14 @@ def import_image(svc: ImageService, chunks: Iterator[bytes], context: Any) -> by
     cancel = Cancellation()
     context.add_callback(lambda: cancel.cancel("the import call was cancelled"))
     try:
-        with svc.pulling():
+        with svc.gc.pulling():
             archive = io.BufferedReader(_ChunkReader(chunks, cancel), 1 << 20)
             images = svc.importer.import_archive(
                 namespace, archive, options, lambda target: svc.unpacker.unpack(target, cancel),
                 record=lambda tx, made: _cri_names(svc, tx, made) if namespace == CRI_NAMESPACE else None)
     finally:
         # The archive's blobs no image refers to, or all of them after a failure.
-        svc.collect_garbage()
+        svc.gc.collect()
     return json.dumps([_image_json(image) for image in images]).encode()
 
 

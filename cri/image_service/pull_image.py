@@ -28,12 +28,12 @@ def pull_image(svc: ImageService, request: api_pb2.PullImageRequest,
     credentials = _credentials(svc, request, ref)
     cancel = cancel or Cancellation()
     try:
-        with svc.metrics.pull(), svc.pulling():
+        with svc.metrics.pull(), svc.gc.pulling():
             image = svc.puller.pull(CRI_NAMESPACE, ref, credentials, svc.unpacker.start, record=_record_names,
                                     cancel=cancel)
     except BaseException:
         # Blobs of a failed pull are garbage once its lease is gone; only resumable ingests stay.
-        svc.collect_garbage()
+        svc.gc.collect()
         raise
     log.info("image.pulled", ref=str(ref), image=str(image.config.digest), target=str(image.target.digest))
     return api_pb2.PullImageResponse(image_ref=str(image.config.digest))
@@ -72,7 +72,7 @@ def _credentials(svc: ImageService, request: api_pb2.PullImageRequest, ref: Refe
         given = Credentials.from_cri(auth.username, auth.password, auth.auth, auth.identity_token)
         if given is not None:
             return given
-    configured = svc.config.registry.auths.get(ref.domain)
+    configured = svc.auths.get(ref.domain)
     if configured is None:
         return None
     return Credentials.from_cri(configured.username, configured.password, configured.auth,

@@ -40,6 +40,6 @@ def remove_image(svc: ImageService, request: api_pb2.RemoveImageRequest) -> api_
                 tx.delete_image(CRI_NAMESPACE, name)
     # As containerd: blobs and snapshots go in a collection after the answer, which for a large image takes
     # seconds (longer than crictl's timeout).
-    svc.schedule_garbage_collection()
+    svc.gc.schedule()
     log.info("image.removed", image=image.id, names=list(image.names))
     return api_pb2.RemoveImageResponse()

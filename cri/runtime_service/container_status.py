@@ -35,7 +35,7 @@ def container_status(svc: RuntimeService,
 
 def to_status(svc: RuntimeService, record: ContainerRecord) -> api_pb2.ContainerStatus:
     config = record.config
-    image_name, image_ref = image_names(svc.image_index(), record)
+    image_name, image_ref = image_names(svc.images.by_id(), record)
     status = api_pb2.ContainerStatus(
         id=record.id,
         metadata=config.metadata,

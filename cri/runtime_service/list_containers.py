@@ -24,7 +24,7 @@ def stream_containers(svc: RuntimeService, request: api_pb2.StreamContainersRequ
 
 
 def containers(svc: RuntimeService, wanted: api_pb2.ContainerFilter) -> Iterator[api_pb2.Container]:
-    images = svc.image_index()  # once, not per container
+    images = svc.images.by_id()  # once, not per container
     for record in svc.containers.all(wanted.pod_sandbox_id):
         config = record.config
         state = STATES[record.state]

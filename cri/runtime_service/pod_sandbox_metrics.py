@@ -83,7 +83,7 @@ def stream_pod_sandbox_metrics(svc: RuntimeService, request: api_pb2.StreamPodSa
 def pods_metrics(svc: RuntimeService) -> Iterator[api_pb2.PodSandboxMetrics]:
     # Like cAdvisor, which sees only cgroups that exist: ready pods and the containers that run in them.
     # The image as ContainerStatus names it (kubelet creates containers by image id, not by name).
-    index = svc.image_index()
+    index = svc.images.by_id()
     images = {c.id: image_names(index, c)[0] for c in svc.containers.all()}
     for pod in svc.pods.all():
         if pod.state == SandboxState.READY:

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from cri.api.runtime.v1 import api_pb2_grpc
 from cri.config import Config
-from cri.constants import CRI_NAMESPACE
-from cri.image_service.catalog import CRIImage
-from cri.image_service.service import ImageService
 from cri.metrics import Metrics
 from cri.runtime_service import (
     checkpoint_container,
@@ -37,63 +33,37 @@ from cri.runtime_service import (
     update_container_resources,
     version,
 )
-from cri.streaming.backend import StreamBackend
+from cri.runtime_service.images import RuntimeImages
 from cri.streaming.server import StreamServer
-from errdefs import NotFound
-from runtime import cgroups
-from runtime.cdi import CDIRegistry
 from runtime.cgroups import CgroupDriver
 from runtime.cni import CNI
-from runtime.containers import ContainerManager, ImageInfo
+from runtime.containers import ContainerManager
 from runtime.events import EventBus
-from runtime.features import HandlerFeatures
-from runtime.handlers import HandlerSpec, probe_handlers
+from runtime.handlers import Handlers
 from runtime.oci import OCIRuntime
 from runtime.pods import PodManager
 from runtime.stats import CpuRates
 
 
 class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
-    def __init__(self, config: Config, images: ImageService, metrics: Metrics | None = None) -> None:
+    """Over the runtime parts the daemon built (``cri.node``); the constructor does no I/O."""
+
+    def __init__(self, config: Config, metrics: Metrics, *, images: RuntimeImages, events: EventBus, cni: CNI,
+                 handlers: Handlers, oci: OCIRuntime, pods: PodManager, containers: ContainerManager,
+                 streams: StreamServer, cgroup_driver: CgroupDriver) -> None:
         self.config = config
-        self._images = images
-        self.metrics = metrics if metrics is not None else images.metrics
-        self.events = EventBus()
-        self.cni = CNI(config.cni_conf_dir, config.root / "io.containerd.grpc.v1.cri" / "cni-results",
-                       config.cni_bin_dirs, timed=self.metrics.cni.time)
-        self.cgroup_driver = CgroupDriver(config.cgroup_driver)
-        cgroups.require(self.cgroup_driver)
-        self.handlers = probe_handlers(_handler_specs(config), config.default_runtime, config.state,
-                                       Path(images.snapshotter.root),
-                                       systemd_cgroup=self.cgroup_driver == CgroupDriver.SYSTEMD)
-        self.oci = OCIRuntime(config.state, runtimes=self.handlers.runtimes(), default_runtime=config.default_runtime)
-        self.pods = PodManager(images.db, CRI_NAMESPACE, config.state, self.cni, self.handlers, self.cgroup_driver)
-        self.containers = ContainerManager(images.db, CRI_NAMESPACE, self.oci, images.snapshotter,
-                                           images.snapshotter_name, self.images, self.events, self.handlers,
-                                           CDIRegistry(config.cdi.folders), self.cgroup_driver)
-        self.containers.watch_exits()
-        self.containers.sweep_image_volumes()
-        self.pods.recover()
-        self.pods.stop_containers = self.containers.stop_all
-        self.pods.remove_containers = self.containers.remove_all
+        self.metrics = metrics
+        self.cgroup_driver = cgroup_driver
+        self.images = images
+        self.events = events
+        self.cni = cni
+        self.handlers = handlers
+        self.oci = oci
+        self.pods = pods
+        self.containers = containers
+        self.streams = streams
         self.pod_cidr = ""
         self.cpu_rates = CpuRates()  # the sample before, per container and pod, for usage_nano_cores
-        self.streams = StreamServer(config.stream, StreamBackend(self.containers, self.pods, self.oci), config.state,
-                                    self.metrics)
-
-    def images(self, ref: str) -> ImageInfo:
-        try:
-            return _info(self._images.catalog.get(ref))
-        except NotFound:
-            raise NotFound(f"image {ref!r} not found: pull it first") from None
-
-    def image_index(self) -> dict[str, ImageInfo]:
-        """Every image by id, for answers that name the images of many containers."""
-        return {image.id: _info(image) for image in self._images.catalog.all()}
-
-    def close(self) -> None:
-        self.containers.close()
-        self.events.close()
 
     def Version(self, request: Any, context: Any) -> Any:
         return version.version(request)
@@ -197,16 +167,3 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     def UpdateRuntimeConfig(self, request: Any, context: Any) -> Any:
         return runtime_config.update_runtime_config(self, request)
 
-
-def _info(image: CRIImage) -> ImageInfo:
-    return ImageInfo(image.id, image.chain_id, image.config.raw, image.repo_tags, image.repo_digests)
-
-
-def _handler_specs(config: Config) -> list[HandlerSpec]:
-    specs = []
-    for name, settings in config.runtimes.items():
-        allowed = settings.features
-        specs.append(HandlerSpec(
-            name, settings.binary, Path(settings.root) if settings.root else config.state / name,
-            HandlerFeatures(allowed.recursive_read_only_mounts, allowed.user_namespaces), optional=settings.optional))
-    return specs

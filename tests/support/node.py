@@ -17,6 +17,7 @@ from cri.api.runtime.v1 import api_pb2
 from cri.config import Config
 from cri.image_service import ImageService
 from cri.metrics import Metrics
+from cri.node import open_node
 from cri.runtime_service import RuntimeService
 from tests.support.mounts import unmount_under
 
@@ -29,6 +30,7 @@ class Node:
     state: Path
     images: ImageService
     runtime: RuntimeService
+    stack: contextlib.ExitStack
     pods: list[str] = field(default_factory=list)
 
     def pull(self, ref: str) -> str:
@@ -67,8 +69,7 @@ class Node:
                 self.runtime.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), None)
             with contextlib.suppress(Exception):
                 self.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id), None)
-        self.runtime.close()
-        self.images.close()
+        self.stack.close()
         unmount_under(self.state)
         unmount_under(self.root)
 
@@ -76,13 +77,9 @@ class Node:
 def start_node(workdir: Path) -> Node:
     root, state = workdir / "root", workdir / "state"
     config = Config(root=root, state=state, cni_conf_dir=workdir / "net.d")
-    images = ImageService.from_config(config, Metrics())
-    try:
-        runtime = RuntimeService(config, images)
-    except BaseException:
-        images.close()
-        raise
-    return Node(root, state, images, runtime)
+    with contextlib.ExitStack() as stack:
+        node = open_node(config, Metrics(), stack)
+        return Node(root, state, node.images, node.runtime, stack.pop_all())
 
 
 def processes_naming(text: str) -> list[int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from concurrent import futures
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,10 @@ from cri.api.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb
 from cri.api.containerd.services.version.v1 import version_pb2_grpc
 from cri.api.containerd.types import descriptor_pb2
 from cri.config import Config
-from cri.containerd import PROXY_SNAPSHOTTER, ContainerdAPI
-from cri.image_service import ImageService
+from cri.containerd import PROXY_SNAPSHOTTER
 from cri.instrument import Interceptor
 from cri.metrics import Metrics
+from cri.node import ImageParts, open_containerd_api, open_image_parts
 from store.digest import Digest
 
 NS = (("containerd-namespace", "k8s.io"),)
@@ -39,7 +40,7 @@ Code = grpc.StatusCode
 @dataclass
 class Api:
     channel: grpc.Channel
-    images_service: ImageService
+    parts: ImageParts
 
     def stub(self, module: Any, name: str) -> Any:
         return getattr(module, f"{name}Stub")(self.channel)
@@ -47,10 +48,10 @@ class Api:
     def blob(self, data: bytes, labels: dict[str, str] | None = None) -> str:
         """Put ``data`` in the content store and record it in k8s.io."""
         digest = Digest("sha256", hashlib.sha256(data).hexdigest())
-        with self.images_service.content.writer(f"test-{digest.hex}", digest, len(data)) as writer:
+        with self.parts.content.writer(f"test-{digest.hex}", digest, len(data)) as writer:
             writer.write(data)
             writer.commit()
-        with self.images_service.db.transaction() as tx:
+        with self.parts.db.transaction() as tx:
             tx.put_content("k8s.io", digest, len(data), labels or {})
         return str(digest)
 
@@ -59,18 +60,17 @@ class Api:
 def api(tmp_path: Path) -> Iterator[Api]:
     config = Config(root=tmp_path / "root", state=tmp_path / "state", metrics_address="")
     metrics = Metrics()
-    images = ImageService.from_config(config, metrics)
-    containerd = ContainerdAPI(config, images)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=[Interceptor(metrics)])
-    containerd.register(server)
-    socket = tmp_path / "api.sock"
-    server.add_insecure_port(f"unix://{socket}")
-    server.start()
-    with grpc.insecure_channel(f"unix://{socket}") as channel:
-        yield Api(channel, images)
-    server.stop(None)
-    containerd.close()
-    images.close()
+    with ExitStack() as stack:
+        parts = open_image_parts(config, metrics, stack)
+        containerd = open_containerd_api(config, parts, stack)
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=[Interceptor(metrics)])
+        containerd.register(server)
+        socket = tmp_path / "api.sock"
+        server.add_insecure_port(f"unix://{socket}")
+        server.start()
+        stack.callback(server.stop, None)
+        with grpc.insecure_channel(f"unix://{socket}") as channel:
+            yield Api(channel, parts)
 
 
 def code_of(call: Any) -> grpc.StatusCode:
@@ -135,13 +135,13 @@ def test_content_delete_removes_the_blob_once_unrecorded(api: Api) -> None:
     digest = api.blob(b"doomed")
     content = api.stub(content_pb2_grpc, "Content")
     content.Delete(content_pb2.DeleteContentRequest(digest=digest), metadata=NS)
-    assert not api.images_service.content.exists(Digest.parse(digest))
+    assert not api.parts.content.exists(Digest.parse(digest))
     again = content_pb2.DeleteContentRequest(digest=digest)
     assert code_of(lambda: content.Delete(again, metadata=NS)) is Code.NOT_FOUND
 
 
 def test_ingest_statuses_and_abort(api: Api) -> None:
-    store = api.images_service.content
+    store = api.parts.content
     with store.writer("layer-x", Digest("sha256", "0" * 64), 10) as writer:
         writer.write(b"abc")
     content = api.stub(content_pb2_grpc, "Content")
@@ -217,12 +217,12 @@ def test_leases_keep_content_until_deleted(api: Api) -> None:
     listed = leases.ListResources(leases_pb2.ListResourcesRequest(id=lease.id), metadata=NS).resources
     assert [(r.id, r.type) for r in listed] == [(digest, "content")]
     # Unrecorded but leased: garbage collection keeps the blob.
-    with api.images_service.db.transaction() as tx:
+    with api.parts.db.transaction() as tx:
         tx.delete_content("k8s.io", Digest.parse(digest))
-    api.images_service.collect_garbage()
-    assert api.images_service.content.exists(Digest.parse(digest))
+    api.parts.gc.collect()
+    assert api.parts.content.exists(Digest.parse(digest))
     leases.Delete(leases_pb2.DeleteRequest(id=lease.id, sync=True), metadata=NS)
-    assert not api.images_service.content.exists(Digest.parse(digest))
+    assert not api.parts.content.exists(Digest.parse(digest))
     odd = leases_pb2.AddResourceRequest(id="x", resource=leases_pb2.Resource(id="y", type="images"))
     assert code_of(lambda: leases.AddResource(odd, metadata=NS)) is Code.UNIMPLEMENTED
     missing = leases_pb2.ListResourcesRequest(id="nope")
@@ -270,7 +270,7 @@ def test_the_proxy_snapshotter_is_its_own_key_space(api: Api) -> None:
     snapshots.Prepare(snapshots_pb2.PrepareSnapshotRequest(snapshotter=PROXY_SNAPSHOTTER, key="default/1/x"))
     assert list(snapshots.List(snapshots_pb2.ListSnapshotsRequest(snapshotter="overlayfs"))) == []
     # crishim's own garbage collection never touches what containerd keeps there.
-    api.images_service.collect_garbage()
+    api.parts.gc.collect()
     stat = snapshots_pb2.StatSnapshotRequest(snapshotter=PROXY_SNAPSHOTTER, key="default/1/x")
     assert snapshots.Stat(stat).info.kind == snapshots_pb2.ACTIVE
 

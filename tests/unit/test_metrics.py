@@ -1,14 +1,15 @@
 from __future__ import annotations
 
 import socket
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import pytest
 
 from cri.config import Config
-from cri.image_service import ImageService
 from cri.metrics import CONTAINER_OPERATIONS, Metrics, start_server
+from cri.node import open_image_parts
 from cri.scrape_metrics import BuildInfo, DiskUsage, ObjectStates, ProcessThreads
 from errdefs import CrishimError, FailedPrecondition, NotFound, Unavailable
 from store.digest import sha256_of
@@ -116,23 +117,21 @@ def test_process_metrics() -> None:
     assert (sample(metrics, "process_open_fds") or 0) > 0
 
 
-def test_image_service_collections_are_counted(tmp_path: Path) -> None:
+def test_image_collections_are_counted(tmp_path: Path) -> None:
     metrics = Metrics()
-    images = ImageService.from_config(Config(root=tmp_path / "root", state=tmp_path / "state"), metrics)
-    try:
+    with ExitStack() as stack:
+        parts = open_image_parts(Config(root=tmp_path / "root", state=tmp_path / "state"), metrics, stack)
         orphan = b"a blob no image refers to" * 100
-        with images.content.writer("orphan", sha256_of(orphan), len(orphan)) as writer:
+        with parts.content.writer("orphan", sha256_of(orphan), len(orphan)) as writer:
             writer.write(orphan)
             writer.commit()
-        images.collect_garbage()
+        parts.gc.collect()
         assert sample(metrics, "crishim_gc_runs_total", outcome="success") == 1
         assert sample(metrics, "crishim_gc_freed_blobs_total") == 1
         assert sample(metrics, "crishim_gc_freed_bytes_total") == len(orphan)
         assert sample(metrics, "crishim_gc_freed_snapshots_total", snapshotter="overlayfs") == 0
-    finally:
-        images.close()
     with pytest.raises(CrishimError):
-        images.collect_garbage()  # its database is closed
+        parts.gc.collect()  # its database is closed
     assert sample(metrics, "crishim_gc_runs_total", outcome="failure") == 1
     assert sample(metrics, "crishim_gc_duration_seconds_count") == 2
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import types
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -10,27 +11,21 @@ import pytest
 import cri
 from cri.api.runtime.v1 import api_pb2
 from cri.config import Config, RegistryAuth, RegistryConfig
-from cri.image_service import ImageService
 from cri.metrics import Metrics
+from cri.node import open_node
 from cri.runtime_service import RuntimeService
 
 
 @pytest.fixture
 def make(tmp_path: Path) -> Iterator[Callable[..., RuntimeService]]:
-    services: list[ImageService | RuntimeService] = []
+    with ExitStack() as stack:
 
-    def build(**changes: object) -> RuntimeService:
-        config = Config(root=tmp_path / "root", state=tmp_path / "state", cni_conf_dir=tmp_path / "net.d", **changes)
-        images = ImageService.from_config(config, Metrics())
-        services.append(images)
-        runtime = RuntimeService(config, images)
-        services.append(runtime)
-        return runtime
+        def build(**changes: object) -> RuntimeService:
+            config = Config(root=tmp_path / "root", state=tmp_path / "state", cni_conf_dir=tmp_path / "net.d",
+                            **changes)
+            return open_node(config, Metrics(), stack).runtime
 
-    yield build
-    # The runtime first: it uses the image service.
-    for service in reversed(services):
-        service.close()
+        yield build
 
 
 def test_version(make: Callable[..., RuntimeService]) -> None:
