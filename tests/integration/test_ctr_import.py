@@ -23,6 +23,7 @@ from cri.api.containerd.services.diff.v1 import diff_pb2, diff_pb2_grpc
 from cri.api.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
 from cri.api.containerd.types import descriptor_pb2, mount_pb2
 from tests.integration.test_ctr import NAMESPACE, compare_listings, ctr
+from tests.support.archives import docker_archive
 from tests.support.containerd import Containerd, containerd_under
 from tests.support.cri_env import CriEnv
 from tests.support.daemon import Crishim
@@ -43,10 +44,7 @@ def archives(tmp_path_factory: pytest.TempPathFactory, test_images: dict[str, Pu
     made = {}
     for name, ref, tagged in [("busybox", test_images["docker"].ref, "registry.test/import/busybox:v1"),
                               ("seed", seed_image.ref, "registry.test/import/nginx:stable")]:
-        path = workdir / f"{name}.tar"
-        run(binary("skopeo"), "--insecure-policy", "copy", "-q", "--src-tls-verify=false", f"docker://{ref}",
-            f"docker-archive:{path}:{tagged}")
-        made[name] = (path, tagged)
+        made[name] = (docker_archive(ref, workdir / f"{name}.tar", tagged), tagged)
     return made
 
 
