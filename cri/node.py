@@ -52,6 +52,7 @@ from runtime.features import HandlerFeatures
 from runtime.handlers import HandlerSpec, probe_handlers
 from runtime.oci import OCIRuntime
 from runtime.pods import PodManager
+from runtime.spec import HostFacts
 from snapshotters import Snapshotter
 from snapshotters.plugins import probe_all
 from snapshotters.registry import DRIVERS, snapshotter_root, snapshotters_under
@@ -173,7 +174,8 @@ def open_runtime_service(config: Config, parts: ImageParts, metrics: Metrics, st
     images = RuntimeImages(parts.catalog)
     pods = PodManager(parts.db, CRI_NAMESPACE, config.state, cni, handlers, cgroup_driver)
     containers = ContainerManager(parts.db, CRI_NAMESPACE, oci, parts.snapshotter, parts.snapshotter_name,
-                                  images.get, events, handlers, CDIRegistry(config.cdi.folders), cgroup_driver)
+                                  images.get, events, handlers, HostFacts.probe(), CDIRegistry(config.cdi.folders),
+                                  cgroup_driver)
     pods.stop_containers = containers.stop_all
     pods.remove_containers = containers.remove_all
     streams = StreamServer(config.stream, StreamBackend(containers, pods, oci), config.state, metrics)

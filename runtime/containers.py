@@ -120,9 +120,10 @@ def container_name(meta: api_pb2.ContainerMetadata, pod: api_pb2.PodSandboxMetad
 class ContainerManager:
     def __init__(self, db: MetadataDB, namespace: str, oci: OCIRuntime, snapshotter: Snapshotter,
                  snapshotter_name: str, images: Callable[[str], ImageInfo], events: EventBus,
-                 handlers: Handlers, cdi: CDIRegistry | None = None,
+                 handlers: Handlers, host: oci_spec.HostFacts, cdi: CDIRegistry | None = None,
                  cgroup_driver: CgroupDriver = CgroupDriver.CGROUPFS) -> None:
         self._db = db
+        self._host = host
         self._cdi = cdi or CDIRegistry(())
         self._cgroup_driver = cgroup_driver
         self._handlers = handlers
@@ -325,7 +326,7 @@ class ContainerManager:
 
     def update_resources(self, container_id: str, resources: api_pb2.LinuxContainerResources) -> None:
         record = self.get(container_id)
-        linux_resources = oci_spec.linux_resources(resources)
+        linux_resources = oci_spec.linux_resources(resources, self._host)
         with self._locks.hold(record.id):
             record = self._load(record.id)
             if record.state in (ContainerState.RUNNING, ContainerState.CREATED):
@@ -415,6 +416,7 @@ class ContainerManager:
             image_name=image.repo_tags[0] if image.repo_tags else config.image.image,
             namespace=self._namespace,
             cgroup_driver=self._cgroup_driver,
+            host=self._host,
             handler=handler.features,
             bind_sources=idmapped,
             # As containerd's restrict_oom_score_adj: a runtime without CAP_SYS_RESOURCE cannot lower it.

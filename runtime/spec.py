@@ -1,8 +1,9 @@
 """The OCI runtime spec (a bundle's config.json) for a CRI container, as containerd 1.6's CRI plugin builds it.
 
 ``container_spec(SpecInputs(...))`` is the one entry point. It reads the host only where containerd does: the
-devices named in the request (their major/minor), the mount table (for propagation checks), missing bind-mount
-sources (created as directories) and, through ``HostFacts``, the runtime's capabilities and cgroup controllers.
+devices named in the request (their major/minor), the mount table (for propagation checks) and missing
+bind-mount sources (created as directories). What does not change while the daemon runs (the runtime's
+capabilities, cgroup controllers, kernel, LSMs) is ``HostFacts``, probed once at start-up.
 
 Differences from containerd that follow from having no pause container: the pod's namespaces are given as paths
 (``PodNamespaces``), a namespace the pod shares with the host is left out of the spec instead of being joined
@@ -100,7 +101,7 @@ _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
 @dataclass(frozen=True)
 class HostFacts:
-    """What containerd reads from the host while building a spec; ``probe()`` reads them here."""
+    """What containerd reads from the host while building a spec; ``probe()`` reads them, once per daemon."""
 
     capabilities: tuple[str, ...]  # the runtime's effective set: what "ALL" and privileged grant
     hostname: str = "localhost"  # HOSTNAME for containers of a pod without a hostname (host network)
@@ -153,7 +154,7 @@ class SpecInputs:
     restrict_oom_score_adj: bool = False  # never ask for a lower oom_score_adj than the runtime's own
     namespace: str = DEFAULT_NAMESPACE  # containerd namespace, for the default cgroups path
     cgroup_driver: CgroupDriver = CgroupDriver.CGROUPFS  # who makes the container's cgroup: runc or systemd
-    host: HostFacts | None = None  # probed when None
+    host: HostFacts = field(default_factory=lambda: HostFacts(capabilities=DEFAULT_CAPS))
     handler: HandlerFeatures = field(default_factory=HandlerFeatures)  # what the pod's runtime handler can do
     # By container path: the folder crishim made for a CRI mount, bound in place of its host path (an idmapped
     # mount for one with id mappings; the image's mounted view for an image volume).
@@ -171,7 +172,7 @@ class _Bind:
 
 def container_spec(inputs: SpecInputs) -> dict[str, Any]:
     """The OCI runtime spec for the container; errdefs.InvalidArgument when the request cannot be honoured."""
-    host = inputs.host or HostFacts.probe()
+    host = inputs.host
     sc = _security_context(inputs.config)
     lsm.check_selinux(sc.selinux_options, "the container")
     privileged = bool(sc.privileged)
@@ -586,9 +587,8 @@ def _sysctls(inputs: SpecInputs) -> dict[str, str]:
     return out
 
 
-def linux_resources(r: api_pb2.LinuxContainerResources, host: HostFacts | None = None) -> dict[str, Any]:
+def linux_resources(r: api_pb2.LinuxContainerResources, host: HostFacts) -> dict[str, Any]:
     """The OCI linux.resources for CRI resources, without device rules: what ``runc update`` takes."""
-    host = host or HostFacts.probe()
     cpu: dict[str, Any] = {}
     if r.cpu_shares:
         cpu["shares"] = int(r.cpu_shares)

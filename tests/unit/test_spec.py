@@ -774,7 +774,7 @@ def test_the_spec_runs_under_runc(runc_bundle: tuple[str, Path, Path], tmp_path:
     parent = f"/crishim-test-{uuid.uuid4().hex[:8]}"
     user = resolve_user(bundle / "rootfs", "", context)
     result = container_spec(inputs(config, pod, container_id=container_id, user=user, cgroup_parent=parent,
-                                   namespaces=PodNamespaces(), files=pod_files, host=None,
+                                   namespaces=PodNamespaces(), files=pod_files, host=HostFacts.probe(),
                                    restrict_oom_score_adj=True))
     (bundle / "config.json").write_text(json.dumps(result))
     try:
