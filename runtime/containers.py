@@ -326,7 +326,7 @@ class ContainerManager:
 
     def update_resources(self, container_id: str, resources: api_pb2.LinuxContainerResources) -> None:
         record = self.get(container_id)
-        linux_resources = oci_spec.linux_resources(resources, self._host)
+        linux_resources = oci_spec.linux_resources(resources, self._host).to_json()
         with self._locks.hold(record.id):
             record = self._load(record.id)
             if record.state in (ContainerState.RUNNING, ContainerState.CREATED):

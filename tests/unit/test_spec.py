@@ -19,7 +19,6 @@ import pytest
 import errdefs
 from cri.api.runtime.v1 import api_pb2
 from runtime import seccomp
-from runtime import spec as runtime_spec
 from runtime.cgroups import CgroupDriver
 from runtime.features import HandlerFeatures
 from runtime.namespaces import PodNamespaces
@@ -33,6 +32,7 @@ from runtime.spec import (
     linux_resources,
     process_args,
 )
+from runtime.spec import host as runtime_spec_host
 from runtime.user import ResolvedUser, resolve_user
 
 NODE = api_pb2.NODE
@@ -279,11 +279,11 @@ def test_privileged_container_in_an_unprivileged_pod_is_an_invalid_argument() ->
 
 
 def test_effective_capabilities_are_read_from_proc_status(tmp_path: Path) -> None:
-    from runtime.spec import _effective_capabilities
+    from runtime.spec.host import effective_capabilities
 
     status = tmp_path / "status"
     status.write_text("Name:\tx\nCapEff:\t0000000000200001\n")
-    assert _effective_capabilities(str(status)) == ("CAP_CHOWN", "CAP_SYS_ADMIN")
+    assert effective_capabilities(str(status)) == ("CAP_CHOWN", "CAP_SYS_ADMIN")
 
 
 # --- mounts -------------------------------------------------------------------------------------------------
@@ -550,7 +550,7 @@ def test_resources_without_swap_or_hugetlb_controllers() -> None:
 
 def test_linux_resources_for_an_update() -> None:
     resources = api_pb2.LinuxContainerResources(cpu_quota=20000, cpu_period=100000, memory_limit_in_bytes=1 << 30)
-    assert linux_resources(resources, HOST) == {"cpu": {"quota": 20000, "period": 100000},
+    assert linux_resources(resources, HOST).to_json() == {"cpu": {"quota": 20000, "period": 100000},
                                                 "memory": {"limit": 1 << 30}}
 
 
@@ -807,6 +807,6 @@ def _remove_cgroup_parent(parent: str) -> None:
 
 def test_a_hugetlb_folder_without_its_hierarchy_is_no_controller(tmp_path: Path) -> None:
     (tmp_path / "hugetlb").mkdir()  # what a kind node on a host without the hierarchy shows
-    assert not runtime_spec._hugetlb_controller(False, tmp_path)
+    assert not runtime_spec_host.hugetlb_controller(False, tmp_path)
     (tmp_path / "hugetlb" / "cgroup.procs").write_text("")
-    assert runtime_spec._hugetlb_controller(False, tmp_path)
+    assert runtime_spec_host.hugetlb_controller(False, tmp_path)
