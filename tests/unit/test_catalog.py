@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from cri.image_service.catalog import ImageCatalog
 from store.content import ContentStore
@@ -40,13 +43,18 @@ def _image(db: MetadataDB, content: ContentStore, name: str, padding: int) -> No
         tx.put_image(NS, ImageRecord(name, Descriptor(MANIFEST, manifest_digest, len(manifest))))
 
 
-def _catalog(tmp_path: Path) -> tuple[MetadataDB, ContentStore, ImageCatalog]:
+Stores = tuple[MetadataDB, ContentStore, ImageCatalog]
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> Iterator[Stores]:
     db, content = MetadataDB(tmp_path / "meta.db").open(), ContentStore(tmp_path / "content").open()
-    return db, content, ImageCatalog(db, content, NS, default_platform())
+    yield db, content, ImageCatalog(db, content, NS, default_platform())
+    db.close()
 
 
-def test_removed_images_leave_the_cache(tmp_path: Path) -> None:
-    db, content, catalog = _catalog(tmp_path)
+def test_removed_images_leave_the_cache(stores: Stores) -> None:
+    db, content, catalog = stores
     for round_ in range(5):
         names = [f"example.com/image-{round_}-{i}:v1" for i in range(4)]
         for name in names:
@@ -59,8 +67,8 @@ def test_removed_images_leave_the_cache(tmp_path: Path) -> None:
     assert catalog.cached == 0
 
 
-def test_the_cache_holds_a_bounded_number_of_config_bytes(tmp_path: Path) -> None:
-    db, content, catalog = _catalog(tmp_path)
+def test_the_cache_holds_a_bounded_number_of_config_bytes(stores: Stores) -> None:
+    db, content, catalog = stores
     for i in range(12):
         _image(db, content, f"example.com/big-{i}:v1", 8 << 20)
     assert len(catalog.all()) == 12  # every image listed, cached or not

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,14 @@ def _record(db: MetadataDB, container_id: str) -> ContainerRecord:
     return record
 
 
-def test_moves_from_allowed_states_once_and_reports_only_real_moves(tmp_path: Path) -> None:
-    db = MetadataDB(tmp_path / "meta.db").open()
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[MetadataDB]:
+    opened = MetadataDB(tmp_path / "meta.db").open()
+    yield opened
+    opened.close()
+
+
+def test_moves_from_allowed_states_once_and_reports_only_real_moves(db: MetadataDB) -> None:
     moves: list[tuple[str, str]] = []
     lifecycle = container_lifecycle(db, NS, lambda old, new: moves.append((old.state, new.state)))
     _record(db, "a")
@@ -41,8 +48,7 @@ def test_moves_from_allowed_states_once_and_reports_only_real_moves(tmp_path: Pa
     assert moves == [(C.CREATED, C.RUNNING), (C.RUNNING, C.EXITED)]
 
 
-def test_a_removed_object_is_never_written_again(tmp_path: Path) -> None:
-    db = MetadataDB(tmp_path / "meta.db").open()
+def test_a_removed_object_is_never_written_again(db: MetadataDB) -> None:
     lifecycle = container_lifecycle(db, NS, lambda old, new: None)
     _record(db, "gone")
     with db.transaction() as tx:
@@ -52,8 +58,7 @@ def test_a_removed_object_is_never_written_again(tmp_path: Path) -> None:
         assert tx.list_objects(NS, KIND_CONTAINER) == []
 
 
-def test_a_move_the_table_forbids_is_a_bug_not_a_write(tmp_path: Path) -> None:
-    db = MetadataDB(tmp_path / "meta.db").open()
+def test_a_move_the_table_forbids_is_a_bug_not_a_write(db: MetadataDB) -> None:
     lifecycle = container_lifecycle(db, NS, lambda old, new: None)
     _record(db, "a")
     with pytest.raises(IllegalTransition):
