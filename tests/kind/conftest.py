@@ -15,10 +15,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.cri_env import cri, cri_factory  # noqa: F401  (the image tests run the images in crishim)
-from tests.support.kind_cluster import KindCluster, build_node_image, kind_cluster, kind_docker
+from tests.support.images import PushedImage
+from tests.support.kind_cluster import BUSYBOX, NGINX, KindCluster, build_node_image, kind_cluster, kind_docker
 from tests.support.kube_build import CACHE_ROOT, pinned_versions
+from tests.support.procs import run
 from tests.support.report import say
-from tests.support.tools import require_root
+from tests.support.seed_image import SeedImage
+from tests.support.tools import binary, require_root
 
 HERE = Path(__file__).resolve().parent
 
@@ -54,3 +57,20 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         say(request.config, f"kind cluster: created in {made.timings.create_seconds:.0f} s, all nodes Ready "
                             f"after {made.timings.ready_seconds:.0f} s")
         yield made
+
+
+@pytest.fixture(scope="session")
+def loaded_images(cluster: KindCluster, seed_image: SeedImage, test_images: dict[str, PushedImage],
+                  tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The two ways kind puts an image on its nodes, both running `ctr images import` against crishim."""
+    work = tmp_path_factory.mktemp("kind-images")
+    skopeo = binary("skopeo")
+    archive = work / "nginx.tar"
+    run(skopeo, "--insecure-policy", "copy", "-q", f"oci:{seed_image.layout}:bookworm-nginx",
+        f"docker-archive:{archive}:{NGINX}", timeout=600)
+    cluster.kind_run("load", "image-archive", str(archive))
+    busybox = work / "busybox.tar"
+    run(skopeo, "--insecure-policy", "copy", "-q", "--src-tls-verify=false", f"docker://{test_images['oci'].ref}",
+        f"docker-archive:{busybox}:{BUSYBOX}", timeout=300)
+    cluster.docker("load", "-i", str(busybox))
+    cluster.kind_run("load", "docker-image", BUSYBOX)

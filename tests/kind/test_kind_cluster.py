@@ -14,14 +14,9 @@ from typing import Any
 import pytest
 
 from tests.support.cni_network import http_get
-from tests.support.images import PushedImage
-from tests.support.kind_cluster import CLUSTER, KindCluster
-from tests.support.procs import run, wait_until
-from tests.support.seed_image import SeedImage
-from tests.support.tools import binary
+from tests.support.kind_cluster import BUSYBOX, CLUSTER, NGINX, KindCluster
+from tests.support.procs import wait_until
 
-NGINX = "crishim.test/debian-nginx:stable"  # the seed image, by `kind load image-archive`
-BUSYBOX = "crishim.test/busybox:v1"  # by `kind load docker-image`
 HELLO = "hello from nginx\n"
 FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) -> 8080")
 CONTROL_PLANE_PODS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")
@@ -60,23 +55,6 @@ def test_control_plane_runs_on_crishim(cluster: KindCluster) -> None:
     # And kubelet sees them through the API as the node's images.
     status = cluster.kubectl_json("get", "node", node)["status"]
     assert set(preloaded) <= {name for image in status["images"] for name in image["names"]}
-
-
-@pytest.fixture(scope="module")
-def loaded_images(cluster: KindCluster, seed_image: SeedImage, test_images: dict[str, PushedImage],
-                  tmp_path_factory: pytest.TempPathFactory) -> None:
-    """The two ways kind puts an image on its nodes, both running `ctr images import` against crishim."""
-    work = tmp_path_factory.mktemp("kind-images")
-    skopeo = binary("skopeo")
-    archive = work / "nginx.tar"
-    run(skopeo, "--insecure-policy", "copy", "-q", f"oci:{seed_image.layout}:bookworm-nginx",
-        f"docker-archive:{archive}:{NGINX}", timeout=600)
-    cluster.kind_run("load", "image-archive", str(archive))
-    busybox = work / "busybox.tar"
-    run(skopeo, "--insecure-policy", "copy", "-q", "--src-tls-verify=false", f"docker://{test_images['oci'].ref}",
-        f"docker-archive:{busybox}:{BUSYBOX}", timeout=300)
-    cluster.docker("load", "-i", str(busybox))
-    cluster.kind_run("load", "docker-image", BUSYBOX)
 
 
 def test_loaded_images_are_on_every_node(cluster: KindCluster, loaded_images: None) -> None:

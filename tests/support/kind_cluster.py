@@ -24,6 +24,8 @@ CLUSTER = "crishim-e2e"
 NETWORK = "crishim-kind"  # kind's docker network for this cluster, made by kind and removed after it
 NODES = 3
 DOCKER_HOST = "unix:///run/crishim-kind/docker.sock"  # script/kind/dockerd's
+NGINX = "crishim.test/debian-nginx:stable"  # the seed image, loaded by `kind load image-archive`
+BUSYBOX = "crishim.test/busybox:v1"  # loaded by `kind load docker-image`
 
 
 @dataclass(frozen=True)
