@@ -32,6 +32,8 @@ from runtime import namespaces
 from runtime.features import DEFAULT_HANDLER, HandlerFeatures
 from runtime.runc import Runc, child_env, error_text
 from runtime.userns import probe_idmap
+from snapshotters.mount import mount_all, unmount
+from snapshotters.snapshotter import Mount
 
 __all__ = ["Handler", "HandlerSpec", "Handlers", "probe_container", "probe_handlers"]
 
@@ -183,22 +185,27 @@ def probe_container(runc: Runc, folder: Path, *, recursive_read_only: bool = Fal
     with tempfile.TemporaryDirectory(dir=folder) as bundle_dir:
         bundle = Path(bundle_dir)
         bundle.chmod(0o755)  # reached by the root of a user namespace too
-        _write_probe_bundle(bundle, recursive_read_only, userns)
-        log_file = bundle / "runtime.log"
+        rootfs = bundle / "rootfs"
+        rootfs.mkdir()
+        # A root filesystem mounted for the container, as a real one is (an overlay): state may be a noexec
+        # tmpfs (docker's --tmpfs /run in a kind node), whose flags a folder in it would carry.
+        mount_all([Mount("tmpfs", "tmpfs", ("mode=755",))], rootfs)
         try:
-            error = _create(runc, container_id, bundle, log_file)
+            _write_probe_bundle(bundle, recursive_read_only, userns)
+            error = _create(runc, container_id, bundle, bundle / "runtime.log")
             if not error and recursive_read_only:
                 error = _writable_under(runc, container_id, "/rro")
             return error
         finally:
             subprocess.run(runc.command("delete", "--force", container_id), capture_output=True,
                            stdin=subprocess.DEVNULL, env=child_env(), timeout=_PROBE_TIMEOUT, check=False)
+            unmount(rootfs, detach=True)
 
 
 def _write_probe_bundle(bundle: Path, recursive_read_only: bool, userns: Path | None) -> None:
     rootfs = bundle / "rootfs"
     for folder in ("rro", "proc", "dev"):
-        (rootfs / folder).mkdir(parents=True)
+        (rootfs / folder).mkdir()
     program = rootfs / "probe"
     program.write_bytes(b"")
     program.chmod(0o755)  # looked up at create, never run

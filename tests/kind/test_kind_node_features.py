@@ -46,8 +46,20 @@ def run_pod(cluster: KindCluster, loaded_images: None, tmp_path: Path) -> Iterat
         cluster.kubectl("delete", "pod", name, "--ignore-not-found", "--wait=false")
 
 
-def test_a_pod_without_host_users_runs_in_its_own_user_namespace(run_pod: Any) -> None:
-    status, log = run_pod({"hostUsers": False}, "cat /proc/self/uid_map; id -u")
+@pytest.fixture
+def crun_class(cluster: KindCluster, tmp_path: Path) -> Iterator[str]:
+    """A RuntimeClass for crishim's crun handler: runc 1.1.5 cannot make idmapped mounts, so it advertises no
+    user namespaces, and kubelet refuses hostUsers: false on a handler that does not."""
+    path = tmp_path / "runtimeclass.json"
+    path.write_text(json.dumps({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+                                "metadata": {"name": "crun"}, "handler": "crun"}))
+    cluster.kubectl("apply", "-f", str(path))
+    yield "crun"
+    cluster.kubectl("delete", "--ignore-not-found", "-f", str(path))
+
+
+def test_a_pod_without_host_users_runs_in_its_own_user_namespace(run_pod: Any, crun_class: str) -> None:
+    status, log = run_pod({"hostUsers": False, "runtimeClassName": crun_class}, "cat /proc/self/uid_map; id -u")
     assert status["phase"] == "Succeeded", status
     inside, outside, count = log.split("\n")[0].split()
     assert inside == "0" and outside != "0" and int(count) == 65536, log  # root inside, someone else outside
@@ -57,7 +69,7 @@ def test_a_pod_without_host_users_runs_in_its_own_user_namespace(run_pod: Any) -
 def test_an_image_volume_shows_the_image_read_only(run_pod: Any) -> None:
     spec = {"volumes": [{"name": "site", "image": {"reference": NGINX, "pullPolicy": "Never"}}],
             "container": {"volumeMounts": [{"name": "site", "mountPath": "/site"}]}}
-    status, log = run_pod(spec, "cat /site/var/www/html/index.html; touch /site/x 2>/dev/null && echo writable")
+    status, log = run_pod(spec, "cat /site/var/www/html/index.html; touch /site/x 2>/dev/null && echo writable || true")
     assert status["phase"] == "Succeeded", status
     assert log == INDEX_HTML  # and no "writable"
 
