@@ -97,19 +97,29 @@ def _idmap_volumes(config: api_pb2.ContainerConfig, sandbox: SandboxRecord, fold
     for index, mount in enumerate(config.mounts):
         if not wants_idmap(mount, pod):
             continue
-        # As for any bind: a missing source is made a directory, and links are followed now.
-        os.makedirs(mount.host_path, mode=0o755, exist_ok=True)
+        # As for any bind: a missing source is made a directory, and links are followed now. A file (kubelet's
+        # /etc/hosts) is mounted onto a file.
+        if not os.path.lexists(mount.host_path):
+            os.makedirs(mount.host_path, mode=0o755)
+        source = Path(os.path.realpath(mount.host_path))
         target = folder / str(index)
-        target.mkdir(parents=True)
-        idmapped_mount(Path(os.path.realpath(mount.host_path)), target, Path(sandbox.userns))
+        folder.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            target.mkdir()
+        else:
+            target.touch()
+        idmapped_mount(source, target, Path(sandbox.userns))
         staged[mount.container_path] = str(target)
     return staged
 
 
 def _release(staged: dict[str, str]) -> None:
-    for target in staged.values():
-        unmount(Path(target), detach=True)
-        os.rmdir(target)
+    for target in map(Path, staged.values()):
+        unmount(target, detach=True)
+        if target.is_dir():
+            target.rmdir()
+        else:
+            target.unlink()
 
 
 def container_name(meta: api_pb2.ContainerMetadata, pod: api_pb2.PodSandboxMetadata) -> str:

@@ -84,6 +84,18 @@ def test_a_volume_asking_for_the_pods_mapping_is_an_idmapped_mount(cri: CriEnv, 
     assert cri.inventory() == before
 
 
+
+def test_a_file_mounted_with_the_pods_mapping(cri: CriEnv, tmp_path: Path) -> None:
+    """kubelet mounts its /etc/hosts file for the pod into every container, idmapped in such a pod."""
+    hosts = tmp_path / "etc-hosts"
+    hosts.write_text("127.0.0.1 localhost\n10.0.0.7 from-kubelet\n")
+    pod_id = cri.runp(_userns_pod(cri, "userns-file"))
+    ctr = cri.run(pod_id, cri.container("hosts", mounts=[
+        {"container_path": "/etc/hosts", "host_path": str(hosts), "uidMappings": MAPPING, "gidMappings": MAPPING}]))
+    assert "from-kubelet" in cri.exec(ctr, "busybox", "cat", "/etc/hosts").stdout
+    assert cri.exec(ctr, "busybox", "stat", "-c", "%u:%g", "/etc/hosts").stdout.split() == ["0:0"]
+    assert hosts.is_file()
+
 def test_an_image_volume_in_such_a_pod_is_refused(cri: CriEnv) -> None:
     # An overlayfs mount (the image's shared view) cannot itself be idmapped: EINVAL from mount_setattr.
     pod_id = cri.runp(_userns_pod(cri, "userns-image"))
