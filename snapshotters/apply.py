@@ -271,7 +271,7 @@ def _inherit(path: str, relative: str, lowers: Sequence[str], times: bool) -> No
 def _resolve_in(root: str, relative: str, entry: str,
                 on_missing: Callable[[str], None] | None = None, start: str | None = None) -> str | None:
     """``relative`` inside ``root`` (from ``start``, a resolved folder in it) with symlinks resolved as if
-    ``root`` were ``/``; None if missing."""
+    ``root`` were ``/``; None if missing or if a component on the way is not a directory."""
     current = start or root
     pending = [c for c in relative.split("/") if c and c != "."]
     hops = 0
@@ -296,6 +296,8 @@ def _resolve_in(root: str, relative: str, entry: str,
                 current = root
             pending = [c for c in target.split("/") if c and c != "."] + pending
             continue
+        if pending and not stat.S_ISDIR(st.st_mode):
+            return None  # a file on the way: nothing below it, and nothing can be made there
         current = candidate
     return current
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cri.image_service.convert import user_of
@@ -109,6 +109,8 @@ entries = st.tuples(names, st.sampled_from([tarfile.REGTYPE, tarfile.DIRTYPE, ta
 @pytest.mark.skipif(os.geteuid() != 0, reason="layer apply chowns and makes device nodes: needs root")
 @settings(max_examples=max(EXAMPLES // 4, 25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(entries, max_size=8))
+# Found by a long run: a directory replaced by a later file, whose times were then restored through it.
+@example([("l/z", tarfile.DIRTYPE, ""), ("l", tarfile.REGTYPE, "")])
 def test_layer_apply_stays_inside_its_root(members: list[tuple[str, bytes, str]]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root, outside = Path(tmp) / "root", Path(tmp) / "outside"
