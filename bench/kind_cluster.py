@@ -4,7 +4,7 @@
 
 kindest/node cannot be downloaded here, so the comparison node image is built from the same recipe
 (script/kind/build-node-image with NODE_RUNTIME=containerd): the same Debian root, kubelet, kubeadm, images,
-pod network add-on, runc and cgroupfs driver, with Debian's containerd 1.6 and its CRI (a catatonit pause image)
+pod network add-on, runc and systemd cgroup driver, with Debian's containerd 1.6 and its CRI (a catatonit pause image)
 in crishim's place. Runs alternate between the two (crishim first on even runs) and each starts after a sync
 and a dropped page cache. Reported per side, medians: `kind create cluster` until it returns, until all three
 nodes are Ready, and until every kube-system pod runs (CoreDNS, kube-proxy and the pod network on every node);
@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from tests.support.kind_cluster import DOCKER_HOST, REPO, install_kind, kind_docker
+from bench.disk import can_drop_caches, flush
+from tests.support.kind_cluster import DOCKER_HOST, REPO, kind_cluster, kind_docker, system_pods_ready
 from tests.support.kube_build import CACHE_ROOT, pinned_versions
 from tests.support.procs import run, wait_until
 
-DROP_CACHES = Path("/proc/sys/vm/drop_caches")
 CONFIGS = {"crishim": REPO / "kind-config.yaml", "containerd": REPO / "bench" / "kind-config-containerd.yaml"}
 
 
@@ -35,12 +34,13 @@ def main() -> None:
     args = parser.parse_args()
     with kind_docker() as docker_env, tempfile.TemporaryDirectory(prefix="crishim-bench-kind-") as tmp:
         images = {side: _node_image(side, docker_env) for side in CONFIGS}
-        kind = install_kind()
         samples: dict[str, list[dict[str, float]]] = {side: [] for side in CONFIGS}
         for i in range(args.runs):
             order = list(CONFIGS) if i % 2 == 0 else list(reversed(CONFIGS))
             for side in order:
-                samples[side].append(_bring_up(kind, side, images[side], Path(tmp), docker_env))
+                work = Path(tmp) / f"{side}-{i}"
+                work.mkdir()
+                samples[side].append(_bring_up(side, images[side], work, docker_env))
         print(json.dumps(_report(samples, images), indent=2))
 
 
@@ -49,36 +49,14 @@ def _node_image(side: str, docker_env: dict[str, str]) -> str:
     return run(REPO / "script" / "kind" / "build-node-image", env=env, timeout=3600).stdout.split()[-1]
 
 
-def _bring_up(kind: str, side: str, image: str, work: Path, docker_env: dict[str, str]) -> dict[str, float]:
-    name, kubeconfig = f"bench-{side}", work / f"{side}.kubeconfig"
-    env = docker_env | {"KIND_EXPERIMENTAL_DOCKER_NETWORK": "crishim-kind-bench", "KUBECONFIG": str(kubeconfig)}
+def _bring_up(side: str, image: str, work: Path, docker_env: dict[str, str]) -> dict[str, float]:
     kubectl = str(CACHE_ROOT / "kube" / pinned_versions()[0] / "kubectl")
-    os.sync()
-    if os.access(DROP_CACHES, os.W_OK):
-        DROP_CACHES.write_text("3\n")
-    started = time.monotonic()
-    try:
-        run(kind, "create", "cluster", "--name", name, "--config", CONFIGS[side], "--image", image,
-            "--kubeconfig", kubeconfig, env=env, timeout=900)
-        created = time.monotonic() - started
-
-        def ready() -> bool:
-            nodes = json.loads(run(kubectl, "get", "nodes", "-o", "json", env=env).stdout)["items"]
-            return len(nodes) == 3 and all(any(c["type"] == "Ready" and c["status"] == "True"
-                                               for c in n["status"]["conditions"]) for n in nodes)
-
-        def system_pods_run() -> bool:
-            pods = json.loads(run(kubectl, "-n", "kube-system", "get", "pods", "-o", "json", env=env).stdout)
-            statuses = [c for p in pods["items"] for c in p["status"].get("containerStatuses", [])]
-            return bool(statuses) and all(c.get("ready") for c in statuses)
-
-        wait_until(ready, timeout=600, interval=0.5, what=f"{side}: three Ready nodes")
-        all_ready = time.monotonic() - started
-        wait_until(system_pods_run, timeout=600, interval=0.5, what=f"{side}: kube-system pods ready")
-        return {"create": created, "nodes_ready": all_ready, "system_pods_ready": time.monotonic() - started}
-    finally:
-        run(kind, "delete", "cluster", "--name", name, env=env, timeout=300)
-        run("docker", "network", "rm", "crishim-kind-bench", env=docker_env, check=False)
+    flush(can_drop_caches())
+    with kind_cluster(work, docker_env, image, kubectl, name=f"bench-{side}", config=CONFIGS[side]) as cluster:
+        wait_until(lambda: system_pods_ready(cluster), timeout=600, interval=0.5,
+                   what=f"{side}: kube-system pods ready")
+        return {"create": cluster.timings.create_seconds, "nodes_ready": cluster.timings.ready_seconds,
+                "system_pods_ready": time.monotonic() - cluster.timings.started}
 
 
 def _report(samples: dict[str, list[dict[str, float]]], images: dict[str, str]) -> dict[str, object]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shlex
 import statistics
 import subprocess
@@ -34,6 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.disk import can_drop_caches, flush
 from bench.images import push_layered_image, push_seed_image
 from tests.support.containerd import Containerd, start_containerd
 from tests.support.crictl import Crictl
@@ -41,8 +41,6 @@ from tests.support.daemon import Crishim, CrishimOptions
 from tests.support.images import build_and_push
 from tests.support.procs import wait_until
 from tests.support.registry import Registry, start_registry
-
-DROP_CACHES = Path("/proc/sys/vm/drop_caches")
 
 
 @dataclass
@@ -96,7 +94,7 @@ def run_all(work: Path, roots: Path, args: argparse.Namespace) -> dict[str, obje
         crishim.start()
         containerd = start_containerd(roots / "containerd", [registry.host], log_level="info")
         sides = [_crishim_side(crishim), _containerd_side(containerd)]
-        drop = not args.keep_caches and os.access(DROP_CACHES, os.W_OK)
+        drop = not args.keep_caches and can_drop_caches()
         results: dict[str, object] = {"roots": "tmpfs" if args.tmpfs else "disk (/var/tmp)",
                                       "page_cache_dropped": drop}
         for name, ref in images.items():
@@ -151,7 +149,7 @@ def compare(refs: list[str], runs: int, sides: list[Side], drop: bool, clients: 
         for side in order:
             for each in sides:
                 each.remove_all()
-            _flush(drop)
+            flush(drop)
             start = time.perf_counter()
             _pull_at_once(side.crictl, refs * clients)
             samples[side.name].append(time.perf_counter() - start)
@@ -173,12 +171,6 @@ def _pull_at_once(crictl: Crictl, refs: list[str]) -> None:
     failed = [err for pull, err in zip(pulls, errors, strict=True) if pull.returncode]
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(refs)} pulls failed: {failed[0]}")
-
-
-def _flush(drop: bool) -> None:
-    os.sync()
-    if drop:
-        DROP_CACHES.write_text("3\n")
 
 
 def _reset_peak_rss(pid: int) -> None:

@@ -59,6 +59,7 @@ def _iptables_rules() -> str:
 
 @dataclass
 class Timings:
+    started: float = 0.0  # time.monotonic() when `kind create cluster` began
     create_seconds: float = 0.0
     ready_seconds: float = 0.0
 
@@ -70,6 +71,7 @@ class KindCluster:
     kubectl_path: str
     kubeconfig: Path
     docker_env: dict[str, str]
+    name: str = CLUSTER
     timings: Timings = field(default_factory=Timings)
 
     def env(self) -> dict[str, str]:
@@ -83,10 +85,10 @@ class KindCluster:
         return found
 
     def kind_run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return run(self.kind, *args, "--name", CLUSTER, env=self.env(), timeout=timeout)
+        return run(self.kind, *args, "--name", self.name, env=self.env(), timeout=timeout)
 
     def node_names(self) -> list[str]:
-        return sorted(run(self.kind, "get", "nodes", "--name", CLUSTER, env=self.env()).stdout.split())
+        return sorted(run(self.kind, "get", "nodes", "--name", self.name, env=self.env()).stdout.split())
 
     def on_node(self, node: str, *command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return run("docker", "exec", node, *command, env=self.docker_env, timeout=timeout)
@@ -142,18 +144,27 @@ def nodes_ready(cluster: KindCluster) -> bool:
     return len(nodes) == NODES and len(ready) == NODES
 
 
+def system_pods_ready(cluster: KindCluster) -> bool:
+    """Every container of every kube-system pod ready: CoreDNS, kube-proxy and the pod network included."""
+    pods = cluster.kubectl_json("-n", "kube-system", "get", "pods")["items"]
+    statuses = [c for p in pods for c in p["status"].get("containerStatuses", [])]
+    return bool(statuses) and all(c.get("ready") for c in statuses)
+
+
 @contextmanager
-def kind_cluster(workdir: Path, docker_env: dict[str, str], image: str, kubectl: str) -> Iterator[KindCluster]:
-    """kind create cluster with the repository's kind-config.yaml; deleted afterwards, with its network."""
-    cluster = KindCluster(install_kind(), image, kubectl, workdir / "kubeconfig", docker_env)
+def kind_cluster(workdir: Path, docker_env: dict[str, str], image: str, kubectl: str, *, name: str = CLUSTER,
+                 config: Path = REPO / "kind-config.yaml") -> Iterator[KindCluster]:
+    """kind create cluster (with the repository's kind-config.yaml unless told otherwise) until every node is
+    Ready; deleted afterwards, with its network."""
+    cluster = KindCluster(install_kind(), image, kubectl, workdir / "kubeconfig", docker_env, name)
     _delete(cluster)  # what an interrupted run left
     try:
-        started = time.monotonic()
-        run(cluster.kind, "create", "cluster", "--name", CLUSTER, "--config", REPO / "kind-config.yaml",
-            "--image", image, "--kubeconfig", cluster.kubeconfig, "--retain", env=cluster.env(), timeout=900)
-        cluster.timings.create_seconds = time.monotonic() - started
-        wait_until(lambda: nodes_ready(cluster), timeout=600, interval=2, what="three Ready nodes")
-        cluster.timings.ready_seconds = time.monotonic() - started
+        cluster.timings.started = time.monotonic()
+        run(cluster.kind, "create", "cluster", "--name", name, "--config", config, "--image", image,
+            "--kubeconfig", cluster.kubeconfig, "--retain", env=cluster.env(), timeout=900)
+        cluster.timings.create_seconds = time.monotonic() - cluster.timings.started
+        wait_until(lambda: nodes_ready(cluster), timeout=600, interval=0.5, what="three Ready nodes")
+        cluster.timings.ready_seconds = time.monotonic() - cluster.timings.started
         yield cluster
     except BaseException:
         _export_logs(cluster, workdir / "kind-logs")
@@ -163,13 +174,13 @@ def kind_cluster(workdir: Path, docker_env: dict[str, str], image: str, kubectl:
 
 
 def _export_logs(cluster: KindCluster, dest: Path) -> None:
-    result = run(cluster.kind, "export", "logs", dest, "--name", CLUSTER, env=cluster.env(), check=False,
+    result = run(cluster.kind, "export", "logs", dest, "--name", cluster.name, env=cluster.env(), check=False,
                  timeout=300)
     print(f"kind logs exported to {dest} (exit {result.returncode})")
 
 
 def _delete(cluster: KindCluster) -> None:
-    run(cluster.kind, "delete", "cluster", "--name", CLUSTER, env=cluster.env(), timeout=300)
+    run(cluster.kind, "delete", "cluster", "--name", cluster.name, env=cluster.env(), timeout=300)
     if run("docker", "network", "inspect", NETWORK, env=cluster.docker_env, check=False).returncode == 0:
         run("docker", "network", "rm", NETWORK, env=cluster.docker_env)
 
