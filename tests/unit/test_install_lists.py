@@ -10,9 +10,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def script_packages(array: str) -> list[str]:
-    text = (REPO / "script" / "setup" / "install-deps").read_text()
+    text = (REPO / "script" / "setup" / "packages").read_text()
     body = re.search(rf"^{array}=\((.*?)\)", text, flags=re.MULTILINE | re.DOTALL)
-    assert body, f"{array} not found in install-deps"
+    assert body, f"{array} not found in script/setup/packages"
     return body.group(1).split()
 
 
