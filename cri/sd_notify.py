@@ -20,8 +20,9 @@ class Notifier:
 
     @classmethod
     def from_environment(cls) -> Notifier:
-        """Take the manager's address out of the environment: runc, conmon and the CNI plugins inherit it
-        otherwise, and runc then sets up notify sockets of its own for every container."""
+        """Take the manager's address out of the environment, as sd_notify(3)'s unset_environment does: a
+        child given the daemon's environment would take the manager to be its own (runc then sets up a notify
+        socket for every container)."""
         return cls(os.environ.pop("NOTIFY_SOCKET", ""))
 
     def notify(self, state: str) -> bool:

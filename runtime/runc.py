@@ -126,7 +126,7 @@ class Runc:
         """Run a subcommand to completion; its stdout, or the matching crishim error."""
         try:
             result = subprocess.run(self.command(*args), input=stdin, capture_output=True, timeout=self.timeout,
-                                    stdin=None if stdin is not None else subprocess.DEVNULL)
+                                    stdin=None if stdin is not None else subprocess.DEVNULL, env=child_env())
         except subprocess.TimeoutExpired as exc:
             raise DeadlineExceeded(f"runc {args[0]} {container_id} did not finish within {self.timeout}s") from exc
         if result.returncode != 0:
