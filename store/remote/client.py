@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 import structlog
@@ -27,6 +27,7 @@ from store.descriptor import Descriptor
 from store.digest import Digest, sha256_of
 from store.remote.auth import Credentials, RegistryAuth
 from store.remote.hosts import RegistryHost
+from store.remote.tls import tls_context
 
 __all__ = ["MIN_BYTES_PER_SECOND", "RegistryClient"]
 
@@ -55,7 +56,8 @@ class RegistryClient:
         self._backoff = backoff
         self._on_bytes = on_bytes or (lambda host, n: None)
         self._cancel = cancel or Cancellation()
-        self._token_client = httpx.Client(timeout=self._timeout, follow_redirects=True)
+        self._token_client = httpx.Client(verify=tls_context((), None, True), timeout=self._timeout,
+                                          follow_redirects=True)
         self._clients: dict[RegistryHost, httpx.Client] = {}
         self._schemes: dict[RegistryHost, RegistryHost] = {}
         self._unreachable: set[RegistryHost] = set()
@@ -234,14 +236,14 @@ class RegistryClient:
     def _client(self, host: RegistryHost) -> httpx.Client:
         client = self._clients.get(host)
         if client is None:
-            verify: Any = host.ca[0] if host.ca else not host.skip_verify
-            cert = host.client_certs[0] if host.client_certs else None
+            context = tls_context(host.ca, host.client_certs[0] if host.client_certs else None,
+                                  not host.skip_verify)
             # The registry's credentials go to the registry only, never to a mirror.
             credentials = self._credentials if _is_upstream(host.host, self.registry) else None
             auth = RegistryAuth(self.registry, f"repository:{self.repository}:pull", credentials,
                                 self._token_client)
-            client = httpx.Client(verify=verify, cert=_cert(cert), headers=host.headers, auth=auth,
-                                  timeout=self._timeout, follow_redirects=True)
+            client = httpx.Client(verify=context, headers=host.headers, auth=auth, timeout=self._timeout,
+                                  follow_redirects=True)
             self._clients[host] = client
         return client
 
@@ -285,9 +287,4 @@ def _check(response: httpx.Response, registry: str, path: str) -> None:
 def _is_upstream(host: str, registry: str) -> bool:
     return host == registry or (registry == "docker.io" and host == "registry-1.docker.io")
 
-
-def _cert(pair: tuple[str, str] | None) -> Any:
-    if pair is None:
-        return None
-    return pair[0] if not pair[1] else pair
 

@@ -59,26 +59,27 @@ class HostsConfig:
 
     def hosts_for(self, registry: str) -> list[RegistryHost]:
         """Hosts to try for ``registry`` (e.g. ``docker.io`` or ``127.0.0.1:5000``), in order."""
-        doc = self._load(registry)
-        hosts = [_parse_host(url, spec, registry) for url, spec in (doc.get("host") or {}).items()]
+        doc, folder = self._load(registry)
+        hosts = [_parse_host(url, spec, registry, folder) for url, spec in (doc.get("host") or {}).items()]
         server = doc.get("server")
         if server is not None:
-            hosts.append(_parse_host(str(server), doc, registry))
+            hosts.append(_parse_host(str(server), doc, registry, folder))
         else:
             hosts.append(_default_server(registry))
         return hosts
 
-    def _load(self, registry: str) -> dict[str, Any]:
+    def _load(self, registry: str) -> tuple[dict[str, Any], Path | None]:
+        """The hosts.toml that applies to ``registry``, and its folder (where relative file names start)."""
         if self.config_dir is None:
-            return {}
+            return {}, None
         for name in (_dir_name(registry), "_default"):
             path = self.config_dir / name / "hosts.toml"
             if path.is_file():
                 try:
-                    return tomllib.loads(path.read_text())
+                    return tomllib.loads(path.read_text()), path.parent
                 except tomllib.TOMLDecodeError as exc:
                     raise InvalidArgument(f"{path}: {exc}") from exc
-        return {}
+        return {}, None
 
 
 def _dir_name(registry: str) -> str:
@@ -87,11 +88,11 @@ def _dir_name(registry: str) -> str:
 
 def _default_server(registry: str) -> RegistryHost:
     if registry == _DOCKER_HUB:
-        return _parse_host(_DOCKER_HUB_SERVER, {}, registry)
+        return _parse_host(_DOCKER_HUB_SERVER, {}, registry, None)
     return RegistryHost("https", registry, http_fallback=is_loopback(registry))
 
 
-def _parse_host(url: str, spec: dict[str, Any], registry: str) -> RegistryHost:
+def _parse_host(url: str, spec: dict[str, Any], registry: str, folder: Path | None) -> RegistryHost:
     scheme, sep, rest = url.partition("://")
     if not sep:
         scheme, rest = "https", url
@@ -106,11 +107,17 @@ def _parse_host(url: str, spec: dict[str, Any], registry: str) -> RegistryHost:
         host=host,
         path=path,
         capabilities=tuple(spec.get("capabilities", _ALL_CAPABILITIES)),
-        ca=_strings(spec.get("ca")),
+        ca=tuple(_in(folder, f) for f in _strings(spec.get("ca"))),
         skip_verify=bool(spec.get("skip_verify", False)),
-        client_certs=_client_certs(spec.get("client")),
+        client_certs=tuple((_in(folder, cert), _in(folder, key) if key else "")
+                           for cert, key in _client_certs(spec.get("client"))),
         headers={str(k): _header_value(v) for k, v in (spec.get("header") or {}).items()},
     )
+
+
+def _in(folder: Path | None, name: str) -> str:
+    """A file named in hosts.toml: relative names are inside the hosts.toml's folder, as containerd reads them."""
+    return str(folder / name) if folder is not None and not name.startswith("/") else name
 
 
 def _strings(value: Any) -> tuple[str, ...]:

@@ -1,8 +1,9 @@
-"""Debian's docker-registry (distribution 2.8) on 127.0.0.1, optionally behind htpasswd basic auth."""
+"""Debian's docker-registry (distribution 2.8) on 127.0.0.1, optionally behind htpasswd basic auth or TLS."""
 
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,14 @@ from tests.support.procs import free_port, run, spawn, stop_process, tail, wait_
 from tests.support.tools import binary
 
 
+@dataclass(frozen=True)
+class RegistryTLS:
+    certificate: Path
+    key: Path
+    ca: Path  # signed the certificate; with ``client``, clients must present a certificate it signed
+    client: tuple[Path, Path] | None = None  # a certificate and key it signed, for the readiness check
+
+
 @dataclass
 class Registry:
     host: str  # "127.0.0.1:PORT", the form used in image references
@@ -21,10 +30,11 @@ class Registry:
     process: subprocess.Popen[bytes]
     username: str | None = None
     password: str | None = None
+    tls: RegistryTLS | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     @property
     def auth(self) -> tuple[str, str] | None:
@@ -37,11 +47,12 @@ class Registry:
 
 
 def start_registry(workdir: Path, *, username: str | None = None, password: str | None = None,
-                   token: dict[str, str] | None = None, storage: Path | None = None) -> Registry:
+                   token: dict[str, str] | None = None, storage: Path | None = None,
+                   tls: RegistryTLS | None = None) -> Registry:
     """Start one registry; retries on a new port when another process grabbed the chosen one first.
 
     ``token`` is distribution's ``auth.token`` section (bearer-token flow); ``storage`` lets a
-    second registry serve what another one holds.
+    second registry serve what another one holds; ``tls`` serves HTTPS only.
     """
     exe = binary("docker-registry")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -51,10 +62,10 @@ def start_registry(workdir: Path, *, username: str | None = None, password: str 
         auth = {"htpasswd": {"realm": "crishim-tests", "path": str(_write_htpasswd(workdir, username, password))}}
     for _attempt in range(3):
         port = free_port()
-        config = _write_config(workdir, port, storage, auth)
+        config = _write_config(workdir, port, storage, auth, tls)
         log_path = workdir / "registry.log"
         proc = spawn([exe, "serve", config], log_path)
-        registry = Registry(f"127.0.0.1:{port}", storage, log_path, proc, username, password)
+        registry = Registry(f"127.0.0.1:{port}", storage, log_path, proc, username, password, tls)
         if _wait_ready(registry):
             return registry
         registry.stop()
@@ -69,7 +80,12 @@ def _write_htpasswd(workdir: Path, username: str, password: str) -> Path:
     return path
 
 
-def _write_config(workdir: Path, port: int, storage: Path, auth: dict[str, object] | None) -> Path:
+def _write_config(workdir: Path, port: int, storage: Path, auth: dict[str, object] | None,
+                  tls: RegistryTLS | None) -> Path:
+    http: dict[str, object] = {"addr": f"127.0.0.1:{port}", "secret": "crishim-tests"}
+    if tls is not None:
+        http["tls"] = {"certificate": str(tls.certificate), "key": str(tls.key),
+                       **({"clientcas": [str(tls.ca)]} if tls.client else {})}
     config: dict[str, object] = {
         "version": 0.1,
         "log": {"level": "info", "formatter": "text"},
@@ -79,7 +95,7 @@ def _write_config(workdir: Path, port: int, storage: Path, auth: dict[str, objec
             # Background upload purging is irrelevant for short test sessions and only adds log noise.
             "maintenance": {"uploadpurging": {"enabled": False}},
         },
-        "http": {"addr": f"127.0.0.1:{port}", "secret": "crishim-tests"},
+        "http": http,
     }
     if auth is not None:
         config["auth"] = auth
@@ -95,7 +111,7 @@ def _wait_ready(registry: Registry, timeout: float = 15) -> bool:
         if registry.process.poll() is not None:
             raise _Exited
         try:
-            status = httpx.get(f"{registry.url}/v2/", timeout=1).status_code
+            status = httpx.get(f"{registry.url}/v2/", timeout=1, verify=_verify(registry)).status_code
         except httpx.TransportError:
             return False
         return status in (200, 401)
@@ -105,6 +121,15 @@ def _wait_ready(registry: Registry, timeout: float = 15) -> bool:
     except (_Exited, TimeoutError):
         return False
     return True
+
+
+def _verify(registry: Registry) -> ssl.SSLContext | bool:
+    if registry.tls is None:
+        return True
+    context = ssl.create_default_context(cafile=str(registry.tls.ca))
+    if registry.tls.client is not None:
+        context.load_cert_chain(*registry.tls.client)
+    return context
 
 
 class _Exited(Exception):

@@ -61,3 +61,14 @@ def test_malformed_file_is_invalid_argument(tmp_path: Path) -> None:
     write_hosts(tmp_path, "bad.example", "server = [unclosed")
     with pytest.raises(InvalidArgument, match="hosts.toml"):
         HostsConfig(tmp_path).hosts_for("bad.example")
+
+
+def test_relative_tls_files_are_inside_the_hosts_toml_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "registry.example"
+    folder.mkdir()
+    (folder / "hosts.toml").write_text('server = "https://registry.example"\nca = ["ca.pem", "/etc/ssl/other.pem"]\n'
+                                       'client = [["client.pem", "client.key"], "both.pem"]\n')
+    [server] = HostsConfig(tmp_path).hosts_for("registry.example")
+    assert server.ca == (str(folder / "ca.pem"), "/etc/ssl/other.pem")
+    assert server.client_certs == ((str(folder / "client.pem"), str(folder / "client.key")),
+                                   (str(folder / "both.pem"), ""))
