@@ -104,7 +104,7 @@ class LocalSnapshotter(Snapshotter):
         if durable:
             # A committed snapshot must survive a power loss: its data reaches the disk before its record says so.
             _syncfs(self._fs(record.id))
-        with self._store.transaction() as tx:
+        with self._store.transaction(durable=durable) as tx:
             tx.commit(name, key, disk_usage(self._fs(record.id)), labels)
 
     def _commit_writable_layer(self, name: str, key: str, labels: Mapping[str, str] | None, sid: int,
@@ -192,8 +192,9 @@ class LocalSnapshotter(Snapshotter):
         writable = kind == Kind.ACTIVE and LABEL_LAYER_OF not in labels and self._writable_root is not None
         folder = self._writable_dir if writable and self._writable_dir is not None else self.snapshots_dir
         # The staging folder is made under the metadata lock, so a concurrent cleanup() cannot take it
-        # for a crash leftover.
-        with self._store.transaction() as tx:
+        # for a crash leftover. A layer's snapshot being unpacked need not wait for the disk: a crash
+        # before its commit makes it a leftover to remove, whether its record survived or not.
+        with self._store.transaction(durable=LABEL_LAYER_OF not in labels) as tx:
             staging = Path(tempfile.mkdtemp(prefix="new-", dir=folder))
             try:
                 parent_record = tx.get(parent) if parent else None

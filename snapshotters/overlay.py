@@ -37,7 +37,8 @@ class OverlaySnapshotter(LocalSnapshotter):
         return self
 
     def rebase(self, key: str, parent: str) -> None:
-        with self._store.transaction() as tx:
+        # An Active snapshot being unpacked: a crash before its commit makes it a leftover either way.
+        with self._store.transaction(durable=False) as tx:
             tx.rebase(key, parent)
 
     def lower_dirs(self, key: str) -> list[str]:

@@ -103,7 +103,8 @@ class Snapshotter(abc.ABC):
     @abc.abstractmethod
     def commit(self, name: str, key: str, labels: Mapping[str, str] | None = None, *, durable: bool = True) -> None:
         """Turn Active ``key`` into Committed ``name``. ``durable``: its data is on disk first; otherwise it
-        is committed at once and reaches the disk with the next ``sync`` (the caller keeps track of it)."""
+        is committed at once and its data and record reach the disk with the next ``sync`` (the caller keeps
+        track of it: a power cut before may lose either)."""
 
     @abc.abstractmethod
     def sync(self) -> None:

@@ -58,8 +58,9 @@ class MetaStore:
         self._db.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[StorageTx]:
-        with self._db.write() as conn:
+    def transaction(self, *, durable: bool = True) -> Iterator[StorageTx]:
+        """A write; not ``durable``, it reaches the disk with the next durable one or a sync."""
+        with self._db.write(durable=durable) as conn:
             yield StorageTx(conn)
 
     @contextmanager

@@ -63,10 +63,18 @@ class Database:
             return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """One atomic unit of reads and writes; rolled back if the block raises."""
+    def write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One atomic unit of reads and writes; rolled back if the block raises.
+
+        Not ``durable``: the commit does not wait for the disk. It is still atomic, and it reaches the disk
+        with the next durable commit (which syncs the whole write-ahead log) or a sync of the filesystem;
+        a power cut before then loses it, never half of it.
+        """
         with self._lock, self._translated():
             conn = self._writer_connection()
+            relaxed = not durable and self._synchronous != "NORMAL"
+            if relaxed:
+                conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("BEGIN IMMEDIATE")
             self._writing_thread = threading.get_ident()
             try:
@@ -78,6 +86,8 @@ class Database:
                 conn.execute("COMMIT")
             finally:
                 self._writing_thread = None
+                if relaxed:
+                    conn.execute(f"PRAGMA synchronous={self._synchronous}")
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:

@@ -37,6 +37,9 @@ class LayerSink(Protocol):
     def labels(self) -> ContentLabels:
         """Labels for the image's blobs, once every layer is consumed."""
 
+    def close(self) -> None:
+        """No more layers come, whether the pull succeeded or not."""
+
 
 class LayerStream(io.RawIOBase):
     def __init__(self, cancel: Cancellation, buffer: int = _BUFFER) -> None:

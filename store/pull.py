@@ -156,6 +156,8 @@ class _Pull:
         except (DataLoss, InvalidArgument):
             self._drop_ingests([manifest.layers[i] for i in missing])
             raise
+        finally:
+            sink.close()
         fetched += [_Fetched(manifest.layers[i], {}) for i in missing]
         return image, fetched, sink.labels()
 

@@ -80,6 +80,9 @@ class Unpacker:
         self.journal = journal
         self.on_layer_unpacked = on_layer_unpacked
         self._sync = BackgroundCollector(self.sync, name="sync")
+        # Journal entries of pulls still committing layers: a sync must not drop them.
+        self._open_entries: set[str] = set()
+        self._entries_lock = threading.Lock()
 
     def close(self) -> None:
         """Stop the background sync, and write back what it had not yet (a clean stop leaves no journal)."""
@@ -90,7 +93,8 @@ class Unpacker:
         """Write every committed layer back to disk, then drop the journal entries that covered them."""
         if self.journal is None:
             return
-        names = self.journal.names()
+        with self._entries_lock:
+            names = [name for name in self.journal.names() if name not in self._open_entries]
         if names:
             self.sn.sync()
             self.journal.forget(names)
@@ -99,24 +103,42 @@ class Unpacker:
         """A layer was committed without its data synced: the background sync writes it back soon."""
         self._sync.request()
 
+    def open_entry(self, entry: JournalEntry) -> str:
+        """Journal a pull's layers before its first commit; the entry stays until ``close_entry`` and a sync."""
+        assert self.journal is not None
+        with self._entries_lock:
+            name = self.journal.record(entry)
+            self._open_entries.add(name)
+        return name
+
+    def close_entry(self, name: str) -> None:
+        """The pull commits no more layers: the next sync that begins covers all it committed."""
+        with self._entries_lock:
+            self._open_entries.discard(name)
+        self.request_sync()
+
     def recover(self) -> None:
         """After an unclean stop: layers that may have lost files are removed and unpacked again from their blobs."""
         if self.journal is None:
             return
-        entries = [e for e in self.journal.entries() if self._exists(e.chain)]
-        for entry in sorted(entries, key=lambda e: len(e.layers), reverse=True):
+        layers = [entry.upto(i) for entry in self.journal.entries() for i in entry.pending
+                  if i < len(entry.layers) and self._exists(entry.chain(i))]
+        for layer in sorted(layers, key=lambda e: len(e.layers), reverse=True):
+            chain = layer.chain(len(layer.layers) - 1)
             try:
-                self.sn.remove(entry.chain)
-            except FailedPrecondition as exc:
-                # A container was made on it before the crash; its rootfs depends on this folder.
-                log.warning("unpack.unsynced_layer_kept", chain_id=entry.chain, reason=str(exc))
-        for entry in sorted(entries, key=lambda e: len(e.layers)):
+                self.sn.remove(chain)
+            except (FailedPrecondition, NotFound) as exc:
+                # A container was made on it before the crash (its rootfs depends on this folder), or two
+                # entries named it.
+                log.warning("unpack.unsynced_layer_kept", chain_id=chain, reason=str(exc))
+        for layer in sorted(layers, key=lambda e: len(e.layers)):
+            chain = layer.chain(len(layer.layers) - 1)
             try:
-                self.unpack(entry)
+                self.unpack(layer)
             except (DataLoss, NotFound, Unavailable) as exc:
-                log.error("unpack.unsynced_layer_lost", chain_id=entry.chain, error=str(exc))
+                log.error("unpack.unsynced_layer_lost", chain_id=chain, error=str(exc))
             else:
-                log.info("unpack.unsynced_layer_redone", chain_id=entry.chain)
+                log.info("unpack.unsynced_layer_redone", chain_id=chain)
         self.sync()
 
     def start(self, image: Unpackable, cancel: Cancellation) -> ImageUnpack:
@@ -127,8 +149,11 @@ class Unpacker:
         """Unpack every layer not unpacked yet from blobs the content store holds."""
         job = self.start(image, (cancel or Cancellation()).child())
         needed = [i for i in range(len(image.layers)) if job.needs(i)]
-        with ThreadPoolExecutor(max(1, len(needed)), thread_name_prefix="unpack") as pool:
-            futures = [pool.submit(self._unpack_stored, job, image.layers[i], i) for i in needed]
+        try:
+            with ThreadPoolExecutor(max(1, len(needed)), thread_name_prefix="unpack") as pool:
+                futures = [pool.submit(self._unpack_stored, job, image.layers[i], i) for i in needed]
+        finally:
+            job.close()
         errors = [e for f in futures if (e := f.exception()) is not None]
         if errors:
             # The layers the first failure stopped fail with Cancelled; the cause is what the caller needs.
@@ -175,6 +200,9 @@ class ImageUnpack:
         self.cancel = cancel
         self._chains = [str(c) for c in chain_ids(image.image_config.diff_ids)]
         self._committed = [threading.Event() for _ in image.layers]
+        self._needed: list[int] = []
+        self._journal_lock = threading.Lock()
+        self._journal_entry: str | None = None
         cancel.on_cancel(self._wake_all)
 
     def _wake_all(self) -> None:
@@ -185,7 +213,15 @@ class ImageUnpack:
         if self._u.has_layer(Digest.parse(self._chains[index])):
             self._committed[index].set()
             return False
+        self._needed.append(index)
         return True
+
+    def close(self) -> None:
+        """No more layers come (a pull's LayerSink)."""
+        with self._journal_lock:
+            name, self._journal_entry = self._journal_entry, None
+        if name is not None:
+            self._u.close_entry(name)
 
     def consume(self, index: int, stream: LayerStream) -> None:
         try:
@@ -219,7 +255,7 @@ class ImageUnpack:
                     sn.rebase(key, parent)
                     inherit_parent_attributes(Path(sn.apply_dir(key)), result.implicit_dirs,
                                               [Path(p) for p in sn.lower_dirs(key)])
-                self._commit(index, chain, key)
+                self._commit(chain, key)
             except BaseException:
                 sn.remove(key)
                 raise
@@ -229,16 +265,18 @@ class ImageUnpack:
         log.info("unpack.layer_committed", layer=index, digest=str(layer.digest), chain_id=chain,
                  size=layer.size, entries=result.entries, unpack_seconds=round(applied, 3))
 
-    def _commit(self, index: int, chain: str, key: str) -> None:
+    def _commit(self, chain: str, key: str) -> None:
         journal = self._u.journal
         if journal is None:
             self._u.sn.commit(chain, key)
             return
-        image = self._image
-        entry = JournalEntry.of(image.config, image.layers[: index + 1], image.image_config.diff_ids[: index + 1])
-        journal.record(entry)
+        with self._journal_lock:
+            if self._journal_entry is None:
+                # Once per pull, before its first commit: every layer it may commit.
+                image = self._image
+                self._journal_entry = self._u.open_entry(JournalEntry.of(
+                    image.config, image.layers, image.image_config.diff_ids, tuple(sorted(self._needed))))
         self._u.sn.commit(chain, key, durable=False)
-        self._u.request_sync()
 
     def labels(self) -> ContentLabels:
         labels: ContentLabels = {layer.digest: {LABEL_UNCOMPRESSED: str(diff_id)} for layer, diff_id

@@ -229,7 +229,7 @@ def test_a_clean_stop_leaves_no_journal_and_a_crash_redoes_exactly_the_journalle
     assert journal.names() == []
     bottom_folder, top_folder = _own_folder(sn, str(image.image_config.diff_ids[0])), _own_folder(sn, top)
     # As after a power cut before the writeback: the top layer's record survived, one of its files did not.
-    journal.record(JournalEntry.of(image.config, image.layers, image.image_config.diff_ids))
+    journal.record(JournalEntry.of(image.config, image.layers, image.image_config.diff_ids, pending=(1,)))
     (top_folder / "b").write_bytes(b"")
     (bottom_folder / "a").write_bytes(b"changed")  # not journalled, so not touched
     restarted = Unpacker(content, sn, "overlayfs", journal)
@@ -237,4 +237,63 @@ def test_a_clean_stop_leaves_no_journal_and_a_crash_redoes_exactly_the_journalle
     assert set(keys(sn)) == {str(image.image_config.diff_ids[0]), top}
     assert (_own_folder(sn, top) / "b").read_bytes() == b"top"
     assert (bottom_folder / "a").read_bytes() == b"changed"
+    assert journal.names() == []
+
+
+class _CountingJournal(UnpackJournal):
+    """A real journal that also keeps what it was asked to record."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.recorded: list[JournalEntry] = []
+
+    def record(self, entry: JournalEntry) -> str:
+        self.recorded.append(entry)
+        return super().record(entry)
+
+
+def test_a_pull_journals_its_layers_once_before_its_first_commit(tmp_path: Path) -> None:
+    content, sn = ContentStore(tmp_path / "content").open(), OverlaySnapshotter(tmp_path / "overlayfs").open()
+    journal = _CountingJournal(tmp_path / "journal")
+    unpacker = Unpacker(content, sn, "overlayfs", journal)
+    first = make_image(content, [(GZIP, {"a": b"1"})])
+    unpacker.unpack(first)
+    image = make_image(content, [(GZIP, {"a": b"1"}), (GZIP, {"b": b"2"}), (GZIP, {"c": b"3"})])
+    unpacker.unpack(image)
+    unpacker.close()
+    # The second image's bottom layer was there already: only the two above it were to be committed.
+    assert [entry.pending for entry in journal.recorded] == [(0,), (1, 2)]
+    assert journal.names() == []
+
+
+def test_a_sync_keeps_the_entry_of_a_pull_still_committing(tmp_path: Path) -> None:
+    content, sn = ContentStore(tmp_path / "content").open(), OverlaySnapshotter(tmp_path / "overlayfs").open()
+    journal = UnpackJournal(tmp_path / "journal")
+    unpacker = Unpacker(content, sn, "overlayfs", journal)
+    image = make_image(content, [(GZIP, {"a": b"1"})])
+    name = unpacker.open_entry(JournalEntry.of(image.config, image.layers, image.image_config.diff_ids, (0,)))
+    unpacker.sync()
+    assert journal.names() == [name]
+    unpacker.close_entry(name)
+    unpacker.sync()
+    assert journal.names() == []
+    unpacker.close()
+
+
+def test_a_crash_redoes_every_layer_of_a_pull_not_synced(tmp_path: Path) -> None:
+    content, sn = ContentStore(tmp_path / "content").open(), OverlaySnapshotter(tmp_path / "overlayfs").open()
+    journal = UnpackJournal(tmp_path / "journal")
+    image = make_image(content, [(GZIP, {"a": b"bottom"}), (GZIP, {"b": b"top"})])
+    first = Unpacker(content, sn, "overlayfs", journal)
+    top = first.unpack(image)[image.config.digest]["containerd.io/gc.ref.snapshot.overlayfs"]
+    first.close()
+    bottom = str(image.image_config.diff_ids[0])
+    journal.record(JournalEntry.of(image.config, image.layers, image.image_config.diff_ids, pending=(0, 1)))
+    (_own_folder(sn, bottom) / "a").write_bytes(b"")
+    (_own_folder(sn, top) / "b").unlink()
+    restarted = Unpacker(content, sn, "overlayfs", journal)
+    restarted.recover()
+    assert set(keys(sn)) == {bottom, top}
+    assert (_own_folder(sn, bottom) / "a").read_bytes() == b"bottom"
+    assert (_own_folder(sn, top) / "b").read_bytes() == b"top"
     assert journal.names() == []
