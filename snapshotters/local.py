@@ -86,7 +86,8 @@ class LocalSnapshotter(Snapshotter):
 
     def mounts(self, key: str) -> list[Mount]:
         with self._store.read() as tx:
-            return self._mounts(tx.get(key))
+            record = tx.get(key)
+            return self._mounts(record, tx.parent_ids(record.info.parent))
 
     def prepare(self, key: str, parent: str = "", labels: Mapping[str, str] | None = None) -> list[Mount]:
         return self._create(Kind.ACTIVE, key, parent, labels)
@@ -184,7 +185,8 @@ class LocalSnapshotter(Snapshotter):
         """Fill a new snapshot folder before it is published."""
         raise NotImplementedError
 
-    def _mounts(self, record: SnapshotRecord) -> list[Mount]:
+    def _mounts(self, record: SnapshotRecord, parents: tuple[int, ...]) -> list[Mount]:
+        """The mounts of ``record``, whose committed ancestors have the folder ids ``parents`` (nearest first)."""
         raise NotImplementedError
 
     def _create(self, kind: Kind, key: str, parent: str, labels: Mapping[str, str] | None) -> list[Mount]:
@@ -201,7 +203,7 @@ class LocalSnapshotter(Snapshotter):
                 record = tx.create(kind, key, parent, labels)
                 self._populate(staging, kind, parent_record)
                 os.rename(staging, folder / str(record.id))
-                return self._mounts(record)
+                return self._mounts(record, tx.parent_ids(parent))
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise

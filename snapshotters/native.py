@@ -22,6 +22,6 @@ class NativeSnapshotter(LocalSnapshotter):
         if parent is not None:
             copy_tree(self._fs(parent.id), path)
 
-    def _mounts(self, record: SnapshotRecord) -> list[Mount]:
+    def _mounts(self, record: SnapshotRecord, parents: tuple[int, ...]) -> list[Mount]:
         flag = "ro" if record.info.kind == Kind.VIEW else "rw"
         return [Mount("bind", str(self._fs(record.id)), (flag, "rbind"))]

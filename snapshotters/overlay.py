@@ -43,16 +43,16 @@ class OverlaySnapshotter(LocalSnapshotter):
 
     def lower_dirs(self, key: str) -> list[str]:
         with self._store.read() as tx:
-            record = tx.get(key)
-        return [str(self._fs(p)) for p in record.parent_ids]
+            parent_ids = tx.parent_ids(tx.get(key).info.parent)
+        return [str(self._fs(p)) for p in parent_ids]
 
     def _populate(self, path: Path, kind: Kind, parent: SnapshotRecord | None) -> None:
         (path / "fs").mkdir(mode=0o755)
         if kind == Kind.ACTIVE:
             (path / "work").mkdir(mode=0o711)
 
-    def _mounts(self, record: SnapshotRecord) -> list[Mount]:
-        kind, parents = record.info.kind, record.parent_ids
+    def _mounts(self, record: SnapshotRecord, parents: tuple[int, ...]) -> list[Mount]:
+        kind = record.info.kind
         if not parents:
             flag = "ro" if kind == Kind.VIEW else "rw"
             return [Mount("bind", str(self._fs(record.id)), (flag, "rbind"))]

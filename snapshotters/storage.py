@@ -43,8 +43,6 @@ class SnapshotRecord:
     id: int
     info: Info
     usage: Usage
-    # Folder ids of the committed ancestors, nearest first.
-    parent_ids: tuple[int, ...]
 
 
 class MetaStore:
@@ -136,10 +134,7 @@ class StorageTx:
         return self.get(key)
 
     def all(self) -> list[SnapshotRecord]:
-        rows = list(self._conn.execute(f"SELECT {_COLUMNS} FROM snapshots ORDER BY key"))
-        # Ancestors from one in-memory map, not a query per ancestor per snapshot.
-        by_key = {row[1]: (row[0], row[2]) for row in rows}
-        return [self._record(row, _chain(by_key, row[2])) for row in rows]
+        return [self._record(row) for row in self._conn.execute(f"SELECT {_COLUMNS} FROM snapshots ORDER BY key")]
 
     def ids(self) -> set[int]:
         return {row[0] for row in self._conn.execute("SELECT id FROM snapshots")}
@@ -147,17 +142,15 @@ class StorageTx:
     def _exists(self, key: str) -> bool:
         return self._conn.execute("SELECT 1 FROM snapshots WHERE key=?", (key,)).fetchone() is not None
 
-    def _record(self, row: tuple[int, str, str, int, str, str, str, int, int],
-                parent_ids: tuple[int, ...] | None = None) -> SnapshotRecord:
+    def _record(self, row: tuple[int, str, str, int, str, str, str, int, int]) -> SnapshotRecord:
         sid, key, parent, kind, labels, created, updated, size, inodes = row
         info = Info(Kind(kind), key, parent, json.loads(labels), datetime.fromisoformat(created),
                     datetime.fromisoformat(updated))
-        if parent_ids is None:
-            parent_ids = self._parent_ids(parent)
-        return SnapshotRecord(sid, info, Usage(size, inodes), parent_ids)
+        return SnapshotRecord(sid, info, Usage(size, inodes))
 
-    def _parent_ids(self, parent: str) -> tuple[int, ...]:
-        """Folder ids of ``parent`` and its ancestors, nearest first, in one recursive query."""
+    def parent_ids(self, parent: str) -> tuple[int, ...]:
+        """Folder ids of ``parent`` and its ancestors, nearest first, in one recursive query (asked only by
+        those who need them: a chain 60 layers deep costs more than the rest of a lookup)."""
         if not parent:
             return ()
         rows = self._conn.execute(
@@ -180,11 +173,3 @@ def _dump(labels: Mapping[str, str]) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def _chain(by_key: dict[str, tuple[int, str]], parent: str) -> tuple[int, ...]:
-    ids = []
-    while parent and parent in by_key:
-        sid, parent = by_key[parent]
-        ids.append(sid)
-    return tuple(ids)

@@ -253,8 +253,9 @@ class ImageUnpack:
                 self._wait_below(index)
                 if side_by_side and parent:
                     sn.rebase(key, parent)
-                    inherit_parent_attributes(Path(sn.apply_dir(key)), result.implicit_dirs,
-                                              [Path(p) for p in sn.lower_dirs(key)])
+                    if result.implicit_dirs:
+                        inherit_parent_attributes(Path(sn.apply_dir(key)), result.implicit_dirs,
+                                                  [Path(p) for p in sn.lower_dirs(key)])
                 self._commit(chain, key)
             except BaseException:
                 sn.remove(key)
