@@ -14,6 +14,7 @@ import io
 import threading
 from typing import Any, Protocol
 
+from errdefs import Cancelled
 from store.cancel import Cancellation
 from store.digest import Digest
 
@@ -91,10 +92,13 @@ class LayerStream(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         with self._changed:
-            while not self._chunks and not self._ended:
+            while not self._chunks and not self._ended and not self._abandoned:
                 self._cancel.check()
                 self._changed.wait()
             self._cancel.check()
+            if self._abandoned:
+                # Another thread gave up on this stream (its consumer failed) while this one read it.
+                raise Cancelled("the layer's unpack stopped")
             if not self._chunks:
                 self._raise_error()
                 return 0

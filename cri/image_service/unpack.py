@@ -19,7 +19,6 @@ any failure) removes the half-made snapshot and fails the pull.
 
 from __future__ import annotations
 
-import io
 import secrets
 import threading
 import time
@@ -31,10 +30,10 @@ from typing import BinaryIO, Protocol, cast
 import structlog
 
 from cri.image_service.collector import BackgroundCollector
+from cri.image_service.inflater import Inflater
 from cri.image_service.unpack_journal import JournalEntry, UnpackJournal
 from errdefs import Cancelled, DataLoss, FailedPrecondition, NotFound, Unavailable
 from snapshotters.apply import ApplyResult, apply_tar, inherit_parent_attributes
-from snapshotters.compression import HashingReader, decompressed
 from snapshotters.layer_errors import layer_errors
 from snapshotters.snapshotter import LABEL_LAYER_OF, Kind, Snapshotter
 from store import mediatypes
@@ -54,8 +53,6 @@ LABEL_UNCOMPRESSED = "containerd.io/uncompressed"
 LABEL_SNAPSHOT_REF = "containerd.io/gc.ref.snapshot."
 # Active snapshots being unpacked; a crash leaves them behind and start-up removes them.
 EXTRACT_PREFIX = "extract-"
-# Reads from the download and from the decompressor: large against tarfile's 10 KiB, small times three layers.
-_READ = 256 << 10
 
 
 class Unpackable(Protocol):
@@ -302,15 +299,19 @@ class ImageUnpack:
         target = Path(sn.apply_dir(key))
         lowers = None if side_by_side else [Path(p) for p in sn.lower_dirs(key)]
         compression = mediatypes.layer_compression(layer.media_type) or mediatypes.Compression.NONE
-        reader = HashingReader(decompressed(cast(BinaryIO, io.BufferedReader(stream, _READ)), compression))
-        # Large reads from the decompressor; tarfile itself asks for 10 KiB at a time.
+        inflater = Inflater(cast(BinaryIO, stream), compression, self.cancel, str(index)).start()
         # A bottom layer has nothing below to hide: deletions are plain, as containerd applies it.
         whiteouts = sn.whiteouts if index else "delete"
-        result = apply_tar(cast(BinaryIO, io.BufferedReader(reader, _READ)), target, whiteouts, lowers)
-        reader.drain()
+        try:
+            result = apply_tar(inflater.reader(), target, whiteouts, lowers)
+            digest = inflater.finish()
+        except BaseException:
+            stream.abandon()
+            inflater.stop()
+            raise
         stream.finish()  # the compressed digest and size are verified before the layer may be committed
-        if reader.digest != str(diff_id):
-            raise DataLoss(f"layer {index} ({layer.digest}): uncompressed digest {reader.digest} does not match "
+        if digest != str(diff_id):
+            raise DataLoss(f"layer {index} ({layer.digest}): uncompressed digest {digest} does not match "
                            f"diff ID {diff_id} in the image config")
         return result
 

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import zstandard
 
 from cri.image_service.unpack import Unpacker
 from cri.image_service.unpack_journal import JournalEntry, UnpackJournal
-from errdefs import DataLoss
+from errdefs import DataLoss, InvalidArgument
 from snapshotters import Kind, NativeSnapshotter, OverlaySnapshotter, Snapshotter
 from snapshotters.gc import prune
 from store.content import ContentStore
@@ -297,3 +298,48 @@ def test_a_crash_redoes_every_layer_of_a_pull_not_synced(tmp_path: Path) -> None
     assert (_own_folder(sn, bottom) / "a").read_bytes() == b"bottom"
     assert (_own_folder(sn, top) / "b").read_bytes() == b"top"
     assert journal.names() == []
+
+
+def _inflaters() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("inflate-")]
+
+
+def test_a_layer_the_applier_refuses_stops_its_inflater(setup: tuple[ContentStore, Snapshotter, Unpacker]) -> None:
+    content, sn, unpacker = setup
+    hostile = tarfile.TarInfo("../escape")
+    hostile.size = 0
+    # Many megabytes after the refused entry, so the inflater is still at work when the applier stops.
+    raw = _tar([hostile]) + os.urandom(24 << 20)
+    blob = gzip.compress(raw, compresslevel=1)
+    config_doc = {"os": "linux", "rootfs": {"type": "layers", "diff_ids": [str(sha256_of(raw))]}}
+    config_bytes = json.dumps(config_doc).encode()
+    config = Descriptor("application/vnd.oci.image.config.v1+json", store_blob(content, config_bytes),
+                        len(config_bytes))
+    manifest = Descriptor("application/vnd.oci.image.manifest.v1+json", sha256_of(b"m"), 1)
+    image = PulledImage(Reference.parse("example.com/app:v1"), manifest, manifest, config,
+                        (Descriptor(GZIP, store_blob(content, blob), len(blob)),), ImageConfig.parse(config_bytes))
+    with pytest.raises(InvalidArgument, match="escapes"):
+        unpacker.unpack(image)
+    assert _inflaters() == []
+    assert keys(sn) == {}
+
+
+def test_corrupt_compressed_data_is_data_loss_and_leaves_nothing(
+    setup: tuple[ContentStore, Snapshotter, Unpacker],
+) -> None:
+    content, sn, unpacker = setup
+    raw = layer_tar({"a": os.urandom(1 << 20)})
+    blob = bytearray(gzip.compress(raw))
+    blob[len(blob) // 2] ^= 0xFF
+    config_doc = {"os": "linux", "rootfs": {"type": "layers", "diff_ids": [str(sha256_of(raw))]}}
+    config_bytes = json.dumps(config_doc).encode()
+    config = Descriptor("application/vnd.oci.image.config.v1+json", store_blob(content, config_bytes),
+                        len(config_bytes))
+    manifest = Descriptor("application/vnd.oci.image.manifest.v1+json", sha256_of(b"m"), 1)
+    image = PulledImage(Reference.parse("example.com/app:v1"), manifest, manifest, config,
+                        (Descriptor(GZIP, store_blob(content, bytes(blob)), len(blob)),),
+                        ImageConfig.parse(config_bytes))
+    with pytest.raises(DataLoss):
+        unpacker.unpack(image)
+    assert _inflaters() == []
+    assert keys(sn) == {}
