@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cri import config
 from cri.commands.helptext import add_command
+from cri.malloc_arenas import limit_malloc_arenas
 from errdefs import PermissionDenied
 
 HELP = "run the daemon: the CRI and containerd's API on a unix socket, until SIGTERM"
@@ -45,6 +46,7 @@ NOT_ROOT = ("the daemon must run as root: it mounts image layers with overlayfs,
 def run(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         raise PermissionDenied(NOT_ROOT)
+    limit_malloc_arenas()
     # Imported here: the daemon pulls in the whole store, which client commands never need.
     from cri import daemon
 

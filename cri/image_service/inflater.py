@@ -19,8 +19,8 @@ from store.layer_stream import LayerStream
 
 __all__ = ["Inflater"]
 
-_READ = 1 << 20
-_AHEAD = 8 << 20  # inflated bytes waiting for the applier
+_READ = 256 << 10
+_AHEAD = 2 << 20  # inflated bytes waiting for the applier
 
 
 class Inflater:
