@@ -391,9 +391,12 @@ class ContainerManager:
         status = self._oci.exit_status(container_id)
         if status is not None:
             started_at = current.started_at or self._starting.get(container_id) or current.created_at
+            # The exit time is the exit file's mtime, which the kernel stamps from a clock up to a tick
+            # behind time.time_ns(): a process that exits as it starts must still not finish before it began.
+            finished_at = max(status.finished_at_ns, started_at)
             self._lifecycle.transition(
                 container_id, {ContainerState.CREATED, ContainerState.RUNNING, ContainerState.UNKNOWN},
-                ContainerState.EXITED, exit_code=status.exit_code, finished_at=status.finished_at_ns,
+                ContainerState.EXITED, exit_code=status.exit_code, finished_at=finished_at,
                 reason=_exit_reason(status.exit_code, Path(current.bundle)), started_at=started_at)
         elif self._oci.conmon_pid(container_id) is None:
             self._lifecycle.transition(container_id, {ContainerState.RUNNING}, ContainerState.UNKNOWN,
