@@ -19,6 +19,7 @@ any failure) removes the half-made snapshot and fails the pull.
 
 from __future__ import annotations
 
+import io
 import secrets
 import threading
 import time
@@ -34,6 +35,7 @@ from cri.image_service.inflater import Inflater
 from cri.image_service.unpack_journal import JournalEntry, UnpackJournal
 from errdefs import Cancelled, DataLoss, FailedPrecondition, NotFound, Unavailable
 from snapshotters.apply import ApplyResult, apply_tar, inherit_parent_attributes
+from snapshotters.apply_process import apply_in_child
 from snapshotters.layer_errors import layer_errors
 from snapshotters.snapshotter import LABEL_LAYER_OF, Kind, Snapshotter
 from store import mediatypes
@@ -53,6 +55,10 @@ LABEL_UNCOMPRESSED = "containerd.io/uncompressed"
 LABEL_SNAPSHOT_REF = "containerd.io/gc.ref.snapshot."
 # Active snapshots being unpacked; a crash leaves them behind and start-up removes them.
 EXTRACT_PREFIX = "extract-"
+# Layers this large (compressed) are applied in a child process (snapshotters.apply_process), where their
+# per-entry work runs beside the rest of the daemon instead of taking turns with it; starting one costs
+# about what applying 4 MB of small files does.
+CHILD_APPLY_BYTES = 16 << 20
 
 
 class Unpackable(Protocol):
@@ -299,16 +305,24 @@ class ImageUnpack:
         target = Path(sn.apply_dir(key))
         lowers = None if side_by_side else [Path(p) for p in sn.lower_dirs(key)]
         compression = mediatypes.layer_compression(layer.media_type) or mediatypes.Compression.NONE
-        inflater = Inflater(cast(BinaryIO, stream), compression, self.cancel, str(index)).start()
         # A bottom layer has nothing below to hide: deletions are plain, as containerd applies it.
         whiteouts = sn.whiteouts if index else "delete"
-        try:
-            result = apply_tar(inflater.reader(), target, whiteouts, lowers)
-            digest = inflater.finish()
-        except BaseException:
-            stream.abandon()
-            inflater.stop()
-            raise
+        if layer.size >= CHILD_APPLY_BYTES:
+            try:
+                result, digest = apply_in_child(cast(BinaryIO, io.BufferedReader(stream, 256 << 10)), compression,
+                                                target, whiteouts, lowers)
+            except BaseException:
+                stream.abandon()
+                raise
+        else:
+            inflater = Inflater(cast(BinaryIO, stream), compression, self.cancel, str(index)).start()
+            try:
+                result = apply_tar(inflater.reader(), target, whiteouts, lowers)
+                digest = inflater.finish()
+            except BaseException:
+                stream.abandon()
+                inflater.stop()
+                raise
         stream.finish()  # the compressed digest and size are verified before the layer may be committed
         if digest != str(diff_id):
             raise DataLoss(f"layer {index} ({layer.digest}): uncompressed digest {digest} does not match "

@@ -9,20 +9,24 @@ import json
 import os
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import zstandard
 
+from cri.image_service import unpack
 from cri.image_service.unpack import Unpacker
 from cri.image_service.unpack_journal import JournalEntry, UnpackJournal
-from errdefs import DataLoss, InvalidArgument
+from errdefs import Cancelled, DataLoss, InvalidArgument
 from snapshotters import Kind, NativeSnapshotter, OverlaySnapshotter, Snapshotter
 from snapshotters.gc import prune
+from store.cancel import Cancellation
 from store.content import ContentStore
 from store.descriptor import Descriptor, ImageConfig
 from store.digest import Digest, sha256_of
+from store.layer_stream import LayerStream
 from store.pull import PulledImage
 from store.reference import Reference
 from tests.support.tools import require_root
@@ -86,8 +90,16 @@ def chain(parent: str, diff: Digest) -> str:
     return "sha256:" + hashlib.sha256(f"{parent} {diff}".encode()).hexdigest()
 
 
+@pytest.fixture(params=["in the daemon", "in a child"])
+def apply_where(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every layer applied in the daemon's process, or every layer in a child process."""
+    monkeypatch.setattr(unpack, "CHILD_APPLY_BYTES", 1 << 60 if request.param == "in the daemon" else 0)
+    return str(request.param)
+
+
 @pytest.fixture(params=["overlayfs", "native"])
-def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[ContentStore, Snapshotter, Unpacker]]:
+def setup(request: pytest.FixtureRequest, tmp_path: Path,
+          apply_where: str) -> Iterator[tuple[ContentStore, Snapshotter, Unpacker]]:
     driver = OverlaySnapshotter if request.param == "overlayfs" else NativeSnapshotter
     content, sn = ContentStore(tmp_path / "content").open(), driver(tmp_path / request.param).open()
     yield content, sn, Unpacker(content, sn, request.param)
@@ -301,7 +313,17 @@ def test_a_crash_redoes_every_layer_of_a_pull_not_synced(tmp_path: Path) -> None
 
 
 def _inflaters() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("inflate-")]
+    """The inflate threads and the child appliers this process still has."""
+    children = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat_file.parent / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == os.getpid() and b"snapshotters.apply_process" in cmdline:
+            children.append(stat_file.parent.name)
+    return [t.name for t in threading.enumerate() if t.name.startswith("inflate-")] + children
 
 
 def test_a_layer_the_applier_refuses_stops_its_inflater(setup: tuple[ContentStore, Snapshotter, Unpacker]) -> None:
@@ -341,5 +363,39 @@ def test_corrupt_compressed_data_is_data_loss_and_leaves_nothing(
                         ImageConfig.parse(config_bytes))
     with pytest.raises(DataLoss):
         unpacker.unpack(image)
+    assert _inflaters() == []
+    assert keys(sn) == {}
+
+
+def test_a_cancelled_unpack_stops_its_child_and_leaves_nothing(
+    setup: tuple[ContentStore, Snapshotter, Unpacker],
+) -> None:
+    content, sn, unpacker = setup
+    image = make_image(content, [(GZIP, {f"f{i}": os.urandom(1 << 20) for i in range(24)})])
+    blob = content.read(image.layers[0].digest)
+    cancel = Cancellation()
+    job = unpacker.start(image, cancel)
+    assert job.needs(0)
+    stream = LayerStream(cancel)
+    errors: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            job.consume(0, stream)
+        except BaseException as exc:  # noqa: BLE001 - the test looks at it
+            errors.append(exc)
+
+    worker = threading.Thread(target=consume)
+    worker.start()
+    stream.feed(0, blob[: len(blob) // 2])  # half the download, and no more for now
+    deadline = time.monotonic() + 10
+    while not _inflaters() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _inflaters(), "the layer's unpack never started"
+    cancel.cancel("the client went away")
+    worker.join(10)
+    job.close()
+    assert not worker.is_alive()
+    assert [type(e) for e in errors] == [Cancelled]
     assert _inflaters() == []
     assert keys(sn) == {}
