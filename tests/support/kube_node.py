@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.support.cni_network import Network
 from tests.support.cri_env import CriEnv, cri_environment
@@ -68,9 +69,10 @@ def _bridge_with_gateway(network: Network) -> None:
 
 @contextlib.contextmanager
 def kube_node(workdir: Path, registry: Registry, image: PushedImage, binaries: KubeBinaries, *,
-              with_control_plane: bool = False) -> Iterator[KubeNode]:
+              with_control_plane: bool = False, kubelet_overrides: dict[str, Any] | None = None,
+              kubelet_verbosity: int = 2) -> Iterator[KubeNode]:
     """A node; with_control_plane adds etcd and kube-apiserver (advertising the node IP) that kubelet
-    registers with."""
+    registers with. kubelet_overrides are KubeletConfiguration fields kubelet starts with."""
     name = f"crishim-e2e-{secrets.token_hex(3)}"
     iptables_before = kube_iptables_rules()
     fixed_dir_before = _listing(FIXED_KUBELET_DIR)
@@ -85,7 +87,7 @@ def kube_node(workdir: Path, registry: Registry, image: PushedImage, binaries: K
             plane = stack.enter_context(control_plane(workdir / "control-plane", binaries.kube_apiserver,
                                                       binaries.kubectl, str(env.network.gateway)))
         settings = KubeletSettings(binaries.kubelet, name, str(env.network.gateway), env.daemon.socket, cgroups,
-                                   plane.kubeconfig if plane else None)
+                                   plane.kubeconfig if plane else None, kubelet_overrides or {}, kubelet_verbosity)
         kubelet = stack.enter_context(running_kubelet(settings, workdir / "kubelet", shadow))
         yield KubeNode(name, env, kubelet, plane)
     changed = {t: (before, now) for t, now in shadow.host_now().items() if (before := shadow.host_values[t]) != now}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from tests.support.procs import free_port, spawn, stop_process, tail, wait_until
 __all__ = ["Kubelet", "KubeletSettings", "kubelet_config", "running_kubelet"]
 
 START_TIMEOUT = 90.0
+_UNLABELLED_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*) (\S+)$", re.MULTILINE)
 # What the README tells an operator to merge into a node's kubelet configuration.
 OPERATOR_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "kubelet-config.yaml"
 
@@ -40,6 +42,7 @@ class KubeletSettings:
     cgroup_root: str
     kubeconfig: Path | None = None  # None: standalone, static pods only
     overrides: dict[str, Any] = field(default_factory=dict)  # KubeletConfiguration fields for one test
+    verbosity: int = 2  # --v: some of kubelet's lines a test looks for are logged at 4 and above
 
 
 @dataclass
@@ -83,7 +86,7 @@ class Kubelet:
         s = self.settings
         args = [str(s.binary), f"--config={self.config_path}", f"--root-dir={self.root_dir}",
                 f"--cert-dir={self.workdir / 'pki'}", f"--hostname-override={s.node_name}",
-                f"--node-ip={s.node_ip}", "--v=2"]
+                f"--node-ip={s.node_ip}", f"--v={s.verbosity}"]
         if s.kubeconfig is not None:
             args.append(f"--kubeconfig={s.kubeconfig}")
         return self.shadow.wrap(args)
@@ -146,6 +149,13 @@ class Kubelet:
         response = self.get(path)
         response.raise_for_status()
         return json.loads(response.text)
+
+    def metrics(self) -> dict[str, float]:
+        """kubelet's /metrics samples that have no labels, by the names kubelet gives them (prometheus_client's
+        parser would add _total to a counter's)."""
+        response = self.get("/metrics")
+        response.raise_for_status()
+        return {match[1]: float(match[2]) for match in _UNLABELLED_SAMPLE.finditer(response.text)}
 
     def pods(self) -> list[dict[str, Any]]:
         """kubelet's own view (/pods): the pods it runs, with their statuses."""
@@ -210,7 +220,9 @@ def kubelet_config(kubelet: Kubelet) -> dict[str, Any]:
         "imageGCLowThresholdPercent": 99,
         "shutdownGracePeriod": "0s",
     })
+    gates = {**config.get("featureGates", {}), **s.overrides.get("featureGates", {})}
     config.update(s.overrides)
+    config["featureGates"] = gates  # a test's gates are added to the operator's, not put in their place
     return config
 
 
