@@ -4,8 +4,8 @@ and its containers.
 CPU, memory and the process count come from the pod's own cgroup when it has a cgroup parent (kubelet gives
 every pod one), else CPU and memory are the sum of its containers'. The network counters are read in the
 pod's network namespace: eth0 as the default interface, the others besides the loopback as further
-interfaces. This is what kubelet's PodAndContainerStatsFromCRI path reads instead of cAdvisor's view of a
-pause container, which crishim has not.
+interfaces; without eth0 there is no network usage at all. This is what kubelet's PodAndContainerStatsFromCRI
+path reads instead of cAdvisor's view of a pause container, which crishim has not.
 """
 
 from __future__ import annotations
@@ -108,11 +108,13 @@ def _summed_usage(svc: RuntimeService, linux: api_pb2.LinuxPodSandboxStats, pod_
 
 def _network(usage: api_pb2.NetworkUsage, netns: Path, pids: list[int]) -> None:
     stats = network_stats(netns, pids)
-    if stats is None:
+    # kubelet reads the default interface of every network usage it is given (a nil dereference that kills
+    # it otherwise), so a pod without eth0 reports none: so is a pod StopPodSandbox has detached from CNI
+    # but not yet marked not ready.
+    if stats is None or stats.default is None:
         return
     usage.timestamp = stats.timestamp
-    if stats.default is not None:
-        usage.default_interface.CopyFrom(_interface(stats.default))
+    usage.default_interface.CopyFrom(_interface(stats.default))
     usage.interfaces.extend(_interface(i) for i in stats.others)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,6 +78,32 @@ def test_pod_network_stats_count_the_pods_traffic(cri: CriEnv) -> None:
     # A stopped pod has no network namespace left to count.
     cri.crictl("stopp", pod_id)
     assert not _pod_stats(cri, pod_id).linux.HasField("network")
+
+
+def test_a_ready_pod_without_its_interface_reports_no_network(cri: CriEnv) -> None:
+    # So is a pod while StopPodSandbox runs: its CNI DEL is done, it is not yet marked not ready. kubelet reads
+    # the default interface of any network usage it gets, and crashed on one without it.
+    pod_id = cri.runp()
+    # Renamed rather than deleted, and named back after: the bridge plugin's DEL finds its rules by the
+    # interface's address.
+    with _renamed(cri.daemon.state / "netns" / pod_id, "eth0", "eth9"):
+        linux = _pod_stats(cri, pod_id).linux
+    assert not linux.HasField("network")
+    assert linux.memory.timestamp > 0  # the rest is still there
+
+
+@contextlib.contextmanager
+def _renamed(netns: Path, name: str, other: str) -> Iterator[None]:
+    def ip(*args: str) -> None:
+        subprocess.run(["nsenter", f"--net={netns}", "--", "ip", "link", "set", *args], check=True)
+
+    ip(name, "down")
+    ip(name, "name", other)
+    try:
+        yield
+    finally:
+        ip(other, "name", name)
+        ip(name, "up")
 
 
 def test_a_pod_with_a_cgroup_parent_reports_its_own_cgroup(cri: CriEnv) -> None:
