@@ -172,7 +172,7 @@ def open_runtime_service(config: Config, parts: ImageParts, metrics: Metrics, st
                               Path(parts.snapshotter.root), systemd_cgroup=cgroup_driver == CgroupDriver.SYSTEMD)
     oci = OCIRuntime(config.state, runtimes=handlers.runtimes(), default_runtime=config.default_runtime)
     images = RuntimeImages(parts.catalog)
-    pods = PodManager(parts.db, CRI_NAMESPACE, config.state, cni, handlers, cgroup_driver)
+    pods = PodManager(parts.db, CRI_NAMESPACE, config.state, cni, handlers, events, cgroup_driver)
     containers = ContainerManager(parts.db, CRI_NAMESPACE, oci, parts.snapshotter, parts.snapshotter_name,
                                   images.get, events, handlers, HostFacts.probe(), CDIRegistry(config.cdi.folders),
                                   cgroup_driver)

@@ -1,4 +1,10 @@
-"""Container lifecycle events for GetContainerEvents: every subscriber gets every event from its start on."""
+"""Container lifecycle events for GetContainerEvents: every subscriber gets every event from its start on.
+
+A pod sandbox has events of its own, as in containerd: created and started once it is ready, stopped when it
+is no longer ready, deleted when it is removed, each with the pod's id as its container id. kubelet's evented
+PLEG learns from them that a pod stopped (else its cache keeps the pod ready, and a pod brought back with the
+same UID is given containers in a sandbox that is gone) and that it may drop the pod.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +14,19 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from runtime.records import SandboxRecord
+
 __all__ = ["Event", "EventBus"]
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    container_id: str
+    container_id: str  # the pod's own id for a pod's events
     kind: str  # "created", "started", "stopped", "deleted"
     created_at: int  # ns since the epoch
     sandbox_id: str
+    # A pod's events: the pod as the event left it, for a pod that is gone by the time the event is sent.
+    sandbox: SandboxRecord | None = None
 
 
 class EventBus:

@@ -105,5 +105,7 @@ def container_lifecycle(db: MetadataDB, namespace: str,
     return Lifecycle(db, namespace, KIND_CONTAINER, ContainerRecord.from_doc, CONTAINER_MOVES, on_moved)
 
 
-def sandbox_lifecycle(db: MetadataDB, namespace: str) -> Lifecycle[SandboxRecord]:
-    return Lifecycle(db, namespace, KIND_SANDBOX, SandboxRecord.from_doc, SANDBOX_MOVES)
+def sandbox_lifecycle(db: MetadataDB, namespace: str,
+                      on_moved: Callable[[SandboxRecord, SandboxRecord], None] = lambda old, new: None,
+                      ) -> Lifecycle[SandboxRecord]:
+    return Lifecycle(db, namespace, KIND_SANDBOX, SandboxRecord.from_doc, SANDBOX_MOVES, on_moved)

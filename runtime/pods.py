@@ -24,6 +24,7 @@ from errdefs import FailedPrecondition, InvalidArgument, NotFound
 from runtime import lsm, namespaces
 from runtime.cgroups import CgroupDriver, validate_parent
 from runtime.cni import CNI, PodRef, PortMapping
+from runtime.events import Event, EventBus
 from runtime.handlers import Handlers
 from runtime.lifecycle import sandbox_lifecycle
 from runtime.podfiles import remove_pod_files, write_pod_files
@@ -54,16 +55,17 @@ class _Modes:
 
 
 class PodManager:
-    def __init__(self, db: MetadataDB, namespace: str, state: Path, cni: CNI, handlers: Handlers,
+    def __init__(self, db: MetadataDB, namespace: str, state: Path, cni: CNI, handlers: Handlers, events: EventBus,
                  cgroup_driver: CgroupDriver = CgroupDriver.CGROUPFS) -> None:
         self._db = db
+        self._events = events
         self._cgroup_driver = cgroup_driver
         self._handlers = handlers
         self._namespace = namespace
         self._state = state
         self._cni = cni
         self._locks = KeyedLocks()
-        self._lifecycle = sandbox_lifecycle(db, namespace)
+        self._lifecycle = sandbox_lifecycle(db, namespace, self._on_moved)
         # Set by the container side: stop and remove a pod's containers before the pod goes.
         self.stop_containers: Callable[[str], None] = lambda sandbox_id: None
         self.remove_containers: Callable[[str], None] = lambda sandbox_id: None
@@ -162,6 +164,7 @@ class PodManager:
             namespaces.unpin(self._state, record.id)
             remove_pod_files(Path(record.files_dir))
             self._forget(record.id)
+            self._publish(record, "deleted")
         log.info("pod.removed", sandbox=record.id)
 
     def recover(self) -> None:
@@ -197,6 +200,17 @@ class PodManager:
     def _forget(self, sandbox_id: str) -> None:
         with self._db.transaction() as tx:
             tx.delete_object(self._namespace, KIND_SANDBOX, sandbox_id)
+
+    def _on_moved(self, old: SandboxRecord, new: SandboxRecord) -> None:
+        if new.state == SandboxState.READY:
+            # containerd's pair: its sandbox is created (put in its store) ready.
+            self._publish(new, "created")
+            self._publish(new, "started")
+        elif old.state == SandboxState.READY:
+            self._publish(new, "stopped")
+
+    def _publish(self, record: SandboxRecord, kind: str) -> None:
+        self._events.publish(Event(record.id, kind, time.time_ns(), record.id, sandbox=record))
 
     @contextlib.contextmanager
     def locked(self, sandbox_id: str) -> Iterator[None]:

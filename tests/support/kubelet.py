@@ -107,8 +107,14 @@ class Kubelet:
             stop_process(self.process, sig=signal.SIGTERM, timeout=30)
             self.process = None
 
+    def check_alive(self) -> None:
+        """Fails when kubelet exited by itself (a panic, say), which a test may not have noticed."""
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(f"kubelet exited with code {self.process.returncode}; log tail:\n{self.log_tail()}")
+
     def restart(self, overrides: dict[str, Any] | None = None) -> None:
         """Restart, with these KubeletConfiguration fields instead of the previous overrides if given."""
+        self.check_alive()
         self.stop()
         if overrides is not None:
             self.settings = dataclasses.replace(self.settings, overrides=overrides)
@@ -236,6 +242,7 @@ def running_kubelet(settings: KubeletSettings, workdir: Path, shadow: SysctlShad
         try:
             kubelet.start()
             yield kubelet
+            kubelet.check_alive()
         finally:
             kubelet.stop()
             remove_log_links(kubelet.pod_logs, logs_existed)
