@@ -38,6 +38,7 @@ from cri.node import Node, open_node
 from cri.scrape_metrics import BuildInfo, ObjectStates, ProcessThreads
 from cri.sd_notify import Notifier
 from errdefs import CrishimError, FailedPrecondition, Unavailable
+from runtime.events import EventBus
 
 __all__ = ["MAX_MESSAGE_BYTES", "STOP_GRACE_SECONDS", "serve"]
 
@@ -97,7 +98,7 @@ def _run(config: Config, stop: threading.Event) -> None:
         _bind(server, config.socket)
         stack.callback(_remove_socket, config.socket)
         server.start()
-        stack.callback(_stop_server, server)
+        stack.callback(_stop_server, server, node.runtime.events)
         node.parts.gc.schedule()  # what a crash left: blobs and snapshots nothing needs
         log.info("daemon serving", address=str(config.socket), metrics_address=metrics_address,
                  stream_url=streams.base_url)
@@ -195,8 +196,12 @@ def _answers(path: Path) -> bool:
     return True
 
 
-def _stop_server(server: Any) -> None:
-    server.stop(STOP_GRACE_SECONDS).wait()
+def _stop_server(server: Any, events: EventBus) -> None:
+    stopped = server.stop(STOP_GRACE_SECONDS)
+    # Event streams never end by themselves: ended now (kubelet sees the stream close), the grace is for
+    # the calls that do end, and a stop does not wait it out for a subscriber.
+    events.close()
+    stopped.wait()
 
 
 def _remove_socket(path: Path) -> None:

@@ -92,3 +92,19 @@ def test_a_pod_has_events_of_its_own_up_to_its_removal(cri: CriEnv) -> None:
     assert [s.state for s in seen[2].containers_statuses] == [STATE.CONTAINER_EXITED]  # stopped with the pod
     assert list(seen[3].containers_statuses) == []
     assert [e.created_at for e in seen] == sorted(e.created_at for e in seen)
+
+
+def test_a_stopping_daemon_ends_the_stream(cri: CriEnv) -> None:
+    # Ended by the daemon as it stops (kubelet reads the stream's end), not cut off when the stop's grace
+    # period for calls in flight runs out: a subscriber would make every stop wait that long.
+    with grpc.insecure_channel(f"unix://{cri.daemon.socket}") as channel:
+        stream = api_pb2_grpc.RuntimeServiceStub(channel).GetContainerEvents(api_pb2.GetEventsRequest())
+        pod_id = cri.runp()
+        assert next(stream).container_id == pod_id  # subscribed
+        cri.daemon.stop()
+        try:
+            rest = list(stream)
+        finally:
+            cri.daemon.start()
+    assert stream.code() == grpc.StatusCode.OK
+    assert [e.container_event_type for e in rest] == [EVENT.CONTAINER_STARTED_EVENT]
