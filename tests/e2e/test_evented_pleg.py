@@ -41,8 +41,9 @@ STREAM_TROUBLE = ("Evented PLEG: Failed to get container events, retrying",
                   # An event without a pod sandbox status is dropped: only a relist would catch up.
                   "Evented PLEG: received ContainerEventResponse with nil PodSandboxStatus")
 STARTED, STOPPED = "Received Container Started Event", "Received Container Stopped Event"
-# Runs three seconds and fails: kubelet restarts it at once the first time, then backs off for 10 s.
-BLINKER = ["sh", "-c", "busybox sleep 3; exit 3"]
+# Runs four seconds (long enough for a poll to see it running) and fails: kubelet restarts it at once the
+# first time, then backs off for 10 s.
+BLINKER = ["sh", "-c", "busybox sleep 4; exit 3"]
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def _attempts(node: KubeNode, pod_name: str, container_name: str) -> dict[int, s
     return {int(c["metadata"].get("attempt", 0)): c["id"] for c in listed}
 
 
-def _times(node: KubeNode, container_id: str) -> api_pb2.ContainerStatus:
+def _cri_status(node: KubeNode, container_id: str) -> api_pb2.ContainerStatus:
     response = node.env.rpc("ContainerStatus", api_pb2.ContainerStatusRequest(container_id=container_id))
     status: api_pb2.ContainerStatus = response.status
     return status
@@ -114,7 +115,7 @@ def test_kubelet_follows_a_failing_container_by_events_alone(
     # Read now: once the second exits, kubelet removes the first.
     attempts = _attempts(node, name, "blinker")
     assert sorted(attempts) == [0, 1]
-    restart_delay = (_times(node, attempts[1]).started_at - _times(node, attempts[0]).finished_at) / 1e9
+    restart_delay = (_cri_status(node, attempts[1]).started_at - _cri_status(node, attempts[0]).finished_at) / 1e9
     ended = _status(node, name, "blinker",
                     lambda s: s["restartCount"] == 1 and "running" not in s["state"]
                     and s["lastState"].get("terminated", {}).get("exitCode") == 3,
@@ -169,8 +170,8 @@ def _sandbox_states(node: KubeNode, pod_name: str) -> dict[str, str]:
 
 
 def test_a_daemon_restart_makes_kubelet_fall_back_to_relisting(node: KubeNode) -> None:
-    # Last in the module: the fallback is for good. kubelet counts every failed attempt to open the stream
-    # and never resets the count, so while crishim is down its five attempts fail at once.
+    # Last in the module: the fallback is for good. kubelet counts every time the stream fails and never
+    # resets the count, and while crishim is down its retries fail at once.
     _subscribed(node)
     assert not _lines_with(node, FALLBACK)
     node.crishim.stop()
