@@ -36,6 +36,7 @@ from cri.image_service.unpack_journal import JournalEntry, UnpackJournal
 from errdefs import Cancelled, DataLoss, FailedPrecondition, NotFound, Unavailable
 from snapshotters.apply import ApplyResult, apply_tar, inherit_parent_attributes
 from snapshotters.apply_process import apply_in_child
+from snapshotters.compression import HashingReader, decompressed
 from snapshotters.layer_errors import layer_errors
 from snapshotters.snapshotter import LABEL_LAYER_OF, Kind, Snapshotter
 from store import mediatypes
@@ -59,6 +60,8 @@ EXTRACT_PREFIX = "extract-"
 # per-entry work runs beside the rest of the daemon instead of taking turns with it; starting one costs
 # about what applying 4 MB of small files does.
 CHILD_APPLY_BYTES = 16 << 20
+# Below this a layer is inflated on its applier's thread: a thread of its own costs more than it saves.
+INFLATER_THREAD_BYTES = 1 << 20
 
 
 class Unpackable(Protocol):
@@ -314,6 +317,15 @@ class ImageUnpack:
             except BaseException:
                 stream.abandon()
                 raise
+        elif layer.size < INFLATER_THREAD_BYTES:
+            reader = HashingReader(decompressed(cast(BinaryIO, io.BufferedReader(stream, 256 << 10)), compression))
+            try:
+                result = apply_tar(cast(BinaryIO, io.BufferedReader(reader, 256 << 10)), target, whiteouts, lowers)
+                reader.drain()
+            except BaseException:
+                stream.abandon()
+                raise
+            digest = reader.digest
         else:
             inflater = Inflater(cast(BinaryIO, stream), compression, self.cancel, str(index)).start()
             try:

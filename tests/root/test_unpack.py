@@ -90,10 +90,14 @@ def chain(parent: str, diff: Digest) -> str:
     return "sha256:" + hashlib.sha256(f"{parent} {diff}".encode()).hexdigest()
 
 
-@pytest.fixture(params=["in the daemon", "in a child"])
+@pytest.fixture(params=["inflated inline", "inflated on a thread", "in a child"])
 def apply_where(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every layer applied in the daemon's process, or every layer in a child process."""
-    monkeypatch.setattr(unpack, "CHILD_APPLY_BYTES", 1 << 60 if request.param == "in the daemon" else 0)
+    """Every layer applied the one way, whatever its size: in the daemon, inflated on the applier's thread
+    or on one of its own, or in a child process."""
+    child, thread = {"inflated inline": (1 << 60, 1 << 60), "inflated on a thread": (1 << 60, 0),
+                     "in a child": (0, 0)}[request.param]
+    monkeypatch.setattr(unpack, "CHILD_APPLY_BYTES", child)
+    monkeypatch.setattr(unpack, "INFLATER_THREAD_BYTES", thread)
     return str(request.param)
 
 
@@ -368,7 +372,7 @@ def test_corrupt_compressed_data_is_data_loss_and_leaves_nothing(
 
 
 def test_a_cancelled_unpack_stops_its_child_and_leaves_nothing(
-    setup: tuple[ContentStore, Snapshotter, Unpacker],
+    setup: tuple[ContentStore, Snapshotter, Unpacker], apply_where: str,
 ) -> None:
     content, sn, unpacker = setup
     image = make_image(content, [(GZIP, {f"f{i}": os.urandom(1 << 20) for i in range(24)})])
@@ -389,9 +393,15 @@ def test_a_cancelled_unpack_stops_its_child_and_leaves_nothing(
     worker.start()
     stream.feed(0, blob[: len(blob) // 2])  # half the download, and no more for now
     deadline = time.monotonic() + 10
-    while not _inflaters() and time.monotonic() < deadline:
+
+    def started() -> bool:
+        if apply_where == "inflated inline":
+            return any(kind == Kind.ACTIVE for _, kind in keys(sn).values())
+        return bool(_inflaters())
+
+    while not started() and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert _inflaters(), "the layer's unpack never started"
+    assert started(), "the layer's unpack never started"
     cancel.cancel("the client went away")
     worker.join(10)
     job.close()
