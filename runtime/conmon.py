@@ -184,10 +184,14 @@ def _wait_first_process(proc: subprocess.Popen[bytes], args: ConmonArgs, deadlin
 
 
 def _read_reply(fd: int, deadline: float) -> SyncReply | None:
+    # poll, not select: a daemon watching a thousand containers holds a pidfd for each, so this pipe's number
+    # is past the 1024 that select() can wait on.
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
     data = b""
     while b"\n" not in data:
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+        if remaining <= 0 or not poller.poll(remaining * 1000):
             raise DeadlineExceeded("conmon did not report the container's pid in time")
         chunk = os.read(fd, 65536)
         if not chunk:
