@@ -27,8 +27,10 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -72,7 +74,20 @@ def main() -> None:
     plan = Plan(args.pods, args.per_pod, args.pods if args.containerd_pods is None else args.containerd_pods,
                 args.calls, args.restarts, args.idle_seconds, args.only)
     with tempfile.TemporaryDirectory(prefix="crishim-scale-", dir="/var/tmp") as tmp:
-        print(json.dumps(run_all(Path(tmp), plan), indent=2))
+        try:
+            print(json.dumps(run_all(Path(tmp), plan), indent=2))
+        except BaseException:
+            _keep_logs(Path(tmp))
+            raise
+
+
+def _keep_logs(work: Path) -> None:
+    """The daemons' logs, kept when the benchmark fails (its folder is removed)."""
+    kept = Path(tempfile.mkdtemp(prefix="crishim-scale-logs-", dir="/var/tmp"))
+    for log in (work / "crishim" / "crishim.log", work / "containerd" / "containerd.log"):
+        if log.exists():
+            shutil.copy(log, kept / log.name)
+    print(f"daemon logs kept in {kept}", file=sys.stderr)
 
 
 @dataclass(frozen=True, slots=True)
