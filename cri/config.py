@@ -190,6 +190,9 @@ class Config:
     """Who makes containers' cgroups: "cgroupfs" (runc, under the pod's cgroup parent) or "systemd" (systemd
     scopes in the pod's slice, runc --systemd-cgroup; needs systemd as init). RuntimeConfig reports it and
     kubelet follows (containerd: SystemdCgroup; CRI-O: cgroup_manager)."""
+    stats_collect_period: float = 10.0
+    """Seconds between measurements of what snapshots use on disk, which ImageFsInfo and the writable layers
+    in container stats report; sooner after a pull or a removal (containerd: stats_collect_period)."""
     image: ImageSettings = field(default_factory=ImageSettings)
     """Pulling and unpacking images."""
     stream: StreamSettings = field(default_factory=StreamSettings)
@@ -213,6 +216,8 @@ class Config:
             raise InvalidArgument("config: writable_layers_dir must be a folder of its own, not root or above it")
         if self.cgroup_driver not in CGROUP_DRIVERS:
             raise InvalidArgument(f"config: cgroup_driver must be one of {', '.join(CGROUP_DRIVERS)}")
+        if self.stats_collect_period <= 0:
+            raise InvalidArgument("config: stats_collect_period must be positive")
         if self.log_level not in LOG_LEVELS:
             raise InvalidArgument(f"config: log_level must be one of {', '.join(LOG_LEVELS)}")
         if self.metrics_address:

@@ -100,6 +100,7 @@ def _run(config: Config, stop: threading.Event) -> None:
         server.start()
         stack.callback(_stop_server, server, node.runtime.events)
         node.parts.gc.schedule()  # what a crash left: blobs and snapshots nothing needs
+        node.parts.snapshot_usage.start()
         log.info("daemon serving", address=str(config.socket), metrics_address=metrics_address,
                  stream_url=streams.base_url)
         systemd.notify("READY=1")

@@ -17,7 +17,7 @@ they touch exists. The layers, each usable on its own (a test builds only what i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +39,7 @@ from cri.metrics import Metrics
 from cri.runtime_service import RuntimeService
 from cri.runtime_service.images import RuntimeImages
 from cri.scrape_metrics import DiskUsage
+from cri.snapshot_usage import SnapshotUsage
 from cri.streaming.backend import StreamBackend
 from cri.streaming.server import StreamServer
 from errdefs import InvalidArgument
@@ -94,6 +95,7 @@ class ImageParts:
     importer: Importer
     gc: GarbageCollector
     disk_usage: DiskUsage
+    snapshot_usage: SnapshotUsage  # the CRI snapshotter's, measured in the background (``start``)
 
     @property
     def snapshotter(self) -> Snapshotter:
@@ -129,7 +131,9 @@ def open_image_parts(config: Config, metrics: Metrics, stack: ExitStack,
                         on_layer_unpacked=metrics.layer_unpack_duration.observe)
     stack.callback(unpacker.close)
     disk_usage = DiskUsage(config.root, content.usage, snapshotters)
-    gc = GarbageCollector(db, content, snapshotters, metrics, disk_usage)
+    snapshot_usage = SnapshotUsage(snapshotters[name], config.stats_collect_period)
+    stack.callback(snapshot_usage.close)
+    gc = GarbageCollector(db, content, snapshotters, metrics, _measure_again(disk_usage, snapshot_usage))
     stack.callback(gc.close)
     puller = Puller(
         content, db, HostsConfig(config.registry.config_path), platform=platform,
@@ -141,13 +145,22 @@ def open_image_parts(config: Config, metrics: Metrics, stack: ExitStack,
     unpacker.remove_leftovers()
     unpacker.recover()
     return ImageParts(db, content, snapshotters, name, platform, ImageCatalog(db, content, CRI_NAMESPACE, platform),
-                      unpacker, puller, Importer(content, db, platform), gc, disk_usage)
+                      unpacker, puller, Importer(content, db, platform), gc, disk_usage, snapshot_usage)
+
+
+def _measure_again(disk_usage: DiskUsage, snapshot_usage: SnapshotUsage) -> Callable[[], None]:
+    """What a pull or a collection changed is measured again: at the next scrape, and by the next pass."""
+    def changed() -> None:
+        disk_usage.invalidate()
+        snapshot_usage.request()
+    return changed
 
 
 def open_image_service(config: Config, parts: ImageParts, metrics: Metrics, stack: ExitStack) -> ImageService:
     pulls = PullPool(_PULLS_RUNNING, _PULLS_WAITING)
     stack.callback(pulls.close)
-    return ImageService(db=parts.db, catalog=parts.catalog, snapshotter=parts.snapshotter, puller=parts.puller,
+    return ImageService(db=parts.db, catalog=parts.catalog, snapshotter=parts.snapshotter,
+                        snapshot_usage=parts.snapshot_usage, puller=parts.puller,
                         unpacker=parts.unpacker, importer=parts.importer, gc=parts.gc, pulls=pulls,
                         auths=config.registry.auths, metrics=metrics)
 
@@ -188,7 +201,8 @@ def open_runtime_service(config: Config, parts: ImageParts, metrics: Metrics, st
     if swept := oci.sweep_execs():
         log.info("stopped execs a killed daemon left", execs=swept)
     return RuntimeService(config, metrics, images=images, events=events, cni=cni, handlers=handlers, oci=oci,
-                          pods=pods, containers=containers, streams=streams, cgroup_driver=cgroup_driver)
+                          pods=pods, containers=containers, streams=streams, cgroup_driver=cgroup_driver,
+                          snapshot_usage=parts.snapshot_usage)
 
 
 class _Part(Protocol):

@@ -48,7 +48,7 @@ from store.descriptor import process_config
 from store.locks import KeyedLocks
 from store.metadata import MetadataDB
 
-__all__ = ["ContainerManager", "ImageInfo", "WritableLayer", "container_name"]
+__all__ = ["ContainerManager", "ImageInfo", "container_name"]
 
 log = structlog.get_logger(__name__)
 
@@ -67,15 +67,6 @@ class ImageInfo:
     config: dict[str, Any]  # the image config JSON
     repo_tags: tuple[str, ...]
     repo_digests: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class WritableLayer:
-    """A container's writable layer on disk."""
-
-    folder: str  # the snapshotter's folder holding it, whose filesystem kubelet measures
-    size: int
-    inodes: int
 
 
 def _mount_rootfs(mounts: list[Mount], rootfs: Path, sandbox: SandboxRecord) -> None:
@@ -354,10 +345,6 @@ class ContainerManager:
         if not record.log_path:
             return  # no log to reopen; and conmon would rename a fresh file over /dev/null
         self._oci.reopen_log(record.id)
-
-    def writable_layer(self, record: ContainerRecord) -> WritableLayer:
-        usage = self._sn.usage(record.snapshot_key)
-        return WritableLayer(self._sn.location(record.snapshot_key), usage.size, usage.inodes)
 
     # Internals.
     def _kill(self, record: ContainerRecord) -> None:

@@ -9,12 +9,11 @@ does), ``collect`` runs one on the caller's.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from cri.image_service.collector import BackgroundCollector
 from cri.metrics import Metrics
-from cri.scrape_metrics import DiskUsage
 from snapshotters import Snapshotter
 from snapshotters.gc import prune
 from store.content import ContentStore
@@ -26,12 +25,12 @@ __all__ = ["GarbageCollector"]
 
 class GarbageCollector:
     def __init__(self, db: MetadataDB, content: ContentStore, snapshotters: Mapping[str, Snapshotter],
-                 metrics: Metrics, disk_usage: DiskUsage) -> None:
+                 metrics: Metrics, on_change: Callable[[], None]) -> None:
         self._db = db
         self._content = content
         self._snapshotters = snapshotters
         self._metrics = metrics
-        self._disk_usage = disk_usage
+        self._on_change = on_change  # after each pull and collection: what measures the store measures again
         self._lock = threading.Lock()
         self._pulls = 0
         self._pruning = False
@@ -55,7 +54,7 @@ class GarbageCollector:
             with self._pulls_changed:
                 self._pulls -= 1
                 self._pulls_changed.notify_all()
-            self._disk_usage.invalidate()
+            self._on_change()
 
     def collect(self) -> GCResult:
         """Blobs nothing refers to (leases protect those of running pulls), then snapshots no image needs."""
@@ -64,7 +63,7 @@ class GarbageCollector:
                 result = collect(self._db, self._content)
                 pruned = self._prune(result)
             finally:
-                self._disk_usage.invalidate()
+                self._on_change()
             self._metrics.observe_gc_freed(len(result.removed_blobs), result.removed_bytes, pruned)
             return result
 

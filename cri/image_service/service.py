@@ -17,6 +17,7 @@ from cri.image_service.pull_pool import PullPool
 from cri.image_service.remove_image import remove_image
 from cri.image_service.unpack import Unpacker
 from cri.metrics import Metrics
+from cri.snapshot_usage import SnapshotUsage
 from snapshotters import Snapshotter
 from store.cancel import Cancellation
 from store.importer import Importer
@@ -27,12 +28,13 @@ __all__ = ["ImageService"]
 
 
 class ImageService(api_pb2_grpc.ImageServiceServicer):
-    def __init__(self, *, db: MetadataDB, catalog: ImageCatalog, snapshotter: Snapshotter, puller: Puller,
-                 unpacker: Unpacker, importer: Importer, gc: GarbageCollector, pulls: PullPool,
-                 auths: Mapping[str, RegistryAuth], metrics: Metrics) -> None:
+    def __init__(self, *, db: MetadataDB, catalog: ImageCatalog, snapshotter: Snapshotter,
+                 snapshot_usage: SnapshotUsage, puller: Puller, unpacker: Unpacker, importer: Importer,
+                 gc: GarbageCollector, pulls: PullPool, auths: Mapping[str, RegistryAuth], metrics: Metrics) -> None:
         self.db = db
         self.catalog = catalog
         self.snapshotter = snapshotter
+        self.snapshot_usage = snapshot_usage
         self.puller = puller
         self.unpacker = unpacker
         self.importer = importer

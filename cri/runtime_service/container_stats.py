@@ -1,5 +1,5 @@
 """ContainerStats, ListContainerStats, StreamContainerStats: CPU and memory from the cgroup, the writable layer
-from the snapshotter.
+as last measured (``cri.snapshot_usage``, as containerd reads it from its snapshot store).
 
 usage_nano_cores is the rate since the previous sample of the same container, whoever asked for it, as
 containerd computes it (0 for the first); available_bytes is the memory limit less the working set (0 when
@@ -61,9 +61,9 @@ def to_stats(svc: RuntimeService, record: ContainerRecord) -> api_pb2.ContainerS
         stats.memory.rss_bytes.value = usage.memory_rss
         stats.memory.page_faults.value = usage.page_faults
         stats.memory.major_page_faults.value = usage.major_page_faults
-    layer = svc.containers.writable_layer(record)
-    stats.writable_layer.timestamp = usage.timestamp if usage else 0
+    layer = svc.snapshot_usage.get(record.snapshot_key)
+    stats.writable_layer.timestamp = layer.timestamp
     stats.writable_layer.fs_id.mountpoint = layer.folder
-    stats.writable_layer.used_bytes.value = layer.size
-    stats.writable_layer.inodes_used.value = layer.inodes
+    stats.writable_layer.used_bytes.value = layer.usage.size
+    stats.writable_layer.inodes_used.value = layer.usage.inodes
     return stats

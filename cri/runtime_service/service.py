@@ -34,6 +34,7 @@ from cri.runtime_service import (
     version,
 )
 from cri.runtime_service.images import RuntimeImages
+from cri.snapshot_usage import SnapshotUsage
 from cri.streaming.server import StreamServer
 from runtime.cgroups import CgroupDriver
 from runtime.cni import CNI
@@ -50,7 +51,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
 
     def __init__(self, config: Config, metrics: Metrics, *, images: RuntimeImages, events: EventBus, cni: CNI,
                  handlers: Handlers, oci: OCIRuntime, pods: PodManager, containers: ContainerManager,
-                 streams: StreamServer, cgroup_driver: CgroupDriver) -> None:
+                 streams: StreamServer, cgroup_driver: CgroupDriver, snapshot_usage: SnapshotUsage) -> None:
         self.config = config
         self.metrics = metrics
         self.cgroup_driver = cgroup_driver
@@ -62,6 +63,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self.pods = pods
         self.containers = containers
         self.streams = streams
+        self.snapshot_usage = snapshot_usage  # containers' writable layers, as last measured
         self.pod_cidr = ""
         self.cpu_rates = CpuRates()  # the sample before, per container and pod, for usage_nano_cores
 

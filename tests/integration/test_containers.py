@@ -8,7 +8,7 @@ import json
 import selectors
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
@@ -51,13 +51,17 @@ def test_logs_and_following_them(cri: CriEnv) -> None:
         follower.expect("last")
 
 
-def test_stats_report_cpu_memory_and_the_writable_layer(cri: CriEnv) -> None:
+def test_stats_report_cpu_memory_and_the_writable_layer(cri_factory: Callable[..., CriEnv]) -> None:
+    cri = cri_factory(config="stats_collect_period = 0.5")  # writable layers are measured this often
     pod_id = cri.runp()
     container_id = cri.run(pod_id, cri.container("busy"))
     cri.exec(container_id, "sh", "-c", "busybox dd if=/dev/zero of=/filler bs=1024 count=2048 2>/dev/null")
     cri.exec(container_id, "sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done")  # some CPU time
 
-    (stats,) = cri.json("stats", container_id)["stats"]
+    deadline = time.monotonic() + 30
+    while int((stats := cri.json("stats", container_id)["stats"][0])["writableLayer"]["usedBytes"]["value"]) < 2 << 20:
+        assert time.monotonic() < deadline, f"a measurement pass never counted the file written: {stats}"
+        time.sleep(0.2)
     assert stats["attributes"]["id"] == container_id
     assert int(stats["cpu"]["usageCoreNanoSeconds"]["value"]) > 0
     assert int(stats["memory"]["workingSetBytes"]["value"]) > 0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -87,13 +89,24 @@ def test_pull_works_without_hosts_toml_on_loopback(
 
 def test_imagefsinfo_reports_usage_under_root(crishim: Crishim, test_images: dict[str, PushedImage]) -> None:
     crishim.crictl("pull", test_images["oci"].ref)
-    status = crishim.crictl_json("imagefsinfo")["status"]
+    status = _imagefsinfo_once_measured(crishim)
     (fs,) = status["imageFilesystems"]
     assert fs["fsId"]["mountpoint"].startswith(str(crishim.root) + "/")
     assert int(fs["usedBytes"]["value"]) > 0
     assert int(fs["timestamp"]) > 0
     # Containers' writable layers share that filesystem (kubelet needs an entry for them, the same one).
     assert status["containerFilesystems"] == [fs]
+
+
+def _imagefsinfo_once_measured(crishim: Crishim) -> dict[str, Any]:
+    """crictl imagefsinfo once a measurement pass (the next comes soon after a pull) has counted the image."""
+    deadline = time.monotonic() + 30
+    while True:
+        status: dict[str, Any] = crishim.crictl_json("imagefsinfo")["status"]
+        if int(status["imageFilesystems"][0]["usedBytes"]["value"]) > 0:
+            return status
+        assert time.monotonic() < deadline, f"no measurement pass counted the image pulled: {status}"
+        time.sleep(0.2)
 
 
 def test_metrics_count_pulls(crishim: Crishim, test_images: dict[str, PushedImage]) -> None:

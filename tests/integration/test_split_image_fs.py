@@ -1,12 +1,13 @@
 """A split image filesystem: crishim with ``writable_layers_dir`` on a filesystem of its own (a tmpfs the test
 mounts and removes). Containers write there, image layers stay under root, and ImageFsInfo reports the two
-filesystems apart with usage that follows what a container writes, as kubelet reads it to collect images and
-evict pods on each disk.
+filesystems apart with usage that follows what a container writes (within a measurement period, short here),
+as kubelet reads it to collect images and evict pods on each disk.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from tests.support.mounts import tmpfs
 from tests.support.tools import require_root
 
 WRITTEN = 8 << 20
+# Snapshot usage is measured in passes this far apart (and soon after a pull or a removal).
+CONFIG = "stats_collect_period = 0.5"
 
 
 @pytest.fixture
@@ -37,6 +40,15 @@ def _fs_info(env: CriEnv) -> api_pb2.ImageFsInfoResponse:
         return response
 
 
+def _fs_info_when(env: CriEnv, ready: Callable[[api_pb2.ImageFsInfoResponse], bool]) -> api_pb2.ImageFsInfoResponse:
+    """ImageFsInfo once a measurement pass has made ``ready`` true of it."""
+    deadline = time.monotonic() + 30
+    while not ready(info := _fs_info(env)):
+        assert time.monotonic() < deadline, f"ImageFsInfo did not report the change; it answers {info}"
+        time.sleep(0.2)
+    return info
+
+
 def _used(statvfs_of: Path) -> int:
     st = os.statvfs(statvfs_of)
     return (st.f_blocks - st.f_bfree) * st.f_frsize
@@ -44,10 +56,10 @@ def _used(statvfs_of: Path) -> int:
 
 def test_containers_write_on_their_own_filesystem_and_imagefsinfo_reports_each(
         container_fs: Path, cri_factory: Callable[..., CriEnv]) -> None:
-    cri = cri_factory(config=f'writable_layers_dir = "{container_fs}"')
+    cri = cri_factory(config=f'writable_layers_dir = "{container_fs}"\n{CONFIG}')
     image_root = snapshotter_root(cri.daemon.root, "overlayfs")
     container_root = snapshotter_root(container_fs, "overlayfs")
-    before = _fs_info(cri)
+    before = _fs_info_when(cri, lambda info: info.image_filesystems[0].used_bytes.value > 0)
     (image_fs,) = before.image_filesystems
     (containers_fs,) = before.container_filesystems
     assert image_fs.fs_id.mountpoint == str(image_root)
@@ -62,8 +74,8 @@ def test_containers_write_on_their_own_filesystem_and_imagefsinfo_reports_each(
     container_id = cri.run(pod_id, cri.container("writer"))
     disk_before = _used(container_fs)
     cri.exec(container_id, "busybox", "dd", "if=/dev/zero", "of=/written", "bs=1M", f"count={WRITTEN >> 20}")
-    after = _fs_info(cri)
-    assert after.container_filesystems[0].used_bytes.value >= containers_fs.used_bytes.value + WRITTEN
+    after = _fs_info_when(cri, lambda info: info.container_filesystems[0].used_bytes.value
+                          >= containers_fs.used_bytes.value + WRITTEN)
     assert after.container_filesystems[0].inodes_used.value > containers_fs.inodes_used.value
     assert after.image_filesystems[0].used_bytes.value == image_fs.used_bytes.value  # image layers untouched
     assert _used(container_fs) - disk_before >= WRITTEN  # the bytes are on that disk
@@ -79,6 +91,5 @@ def test_containers_write_on_their_own_filesystem_and_imagefsinfo_reports_each(
     (container_root / "snapshots" / "99999").rmdir()
 
     cri.crictl("rmp", "-f", pod_id)
-    gone = _fs_info(cri)
-    assert gone.container_filesystems[0].used_bytes.value == containers_fs.used_bytes.value
+    _fs_info_when(cri, lambda info: info.container_filesystems[0].used_bytes.value == containers_fs.used_bytes.value)
     assert os.listdir(container_root / "snapshots") == []
