@@ -36,6 +36,7 @@ from runtime.image_volumes import ImageVolumes
 from runtime.lifecycle import container_lifecycle
 from runtime.namespaces import PodNamespaces
 from runtime.oci import OCIRuntime
+from runtime.parsed import ParsedRecords
 from runtime.podfiles import files_of
 from runtime.records import KIND_CONTAINER, ContainerRecord, ContainerState, SandboxRecord, SandboxState, encode
 from runtime.resources import cri_resources, process_user
@@ -141,6 +142,7 @@ class ContainerManager:
         # StartContainer's start time while runc start runs, for an exit noticed before RUNNING is written.
         self._starting: dict[str, int] = {}
         self._image_volumes = ImageVolumes(oci.state_dir, snapshotter, self._image_volume_users)
+        self._parsed = ParsedRecords(ContainerRecord.from_doc)
 
     # Queries: they only read. The state they see is kept current by exit notifications.
     def get(self, id_or_prefix: str) -> ContainerRecord:
@@ -166,8 +168,8 @@ class ContainerManager:
 
     def all(self, sandbox_id: str = "") -> list[ContainerRecord]:
         with self._db.read() as tx:
-            docs = tx.list_objects(self._namespace, KIND_CONTAINER)
-        return [ContainerRecord.from_doc(d) for d in docs if not sandbox_id or d["sandbox_id"] == sandbox_id]
+            texts = tx.list_object_texts(self._namespace, KIND_CONTAINER)
+        return [r for r in self._parsed.all(texts) if not sandbox_id or r.sandbox_id == sandbox_id]
 
     # Lifecycle.
     def create(self, sandbox: SandboxRecord, config: api_pb2.ContainerConfig) -> ContainerRecord:

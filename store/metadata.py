@@ -344,9 +344,14 @@ class Tx:
         return doc
 
     def list_objects(self, namespace: str, kind: str) -> list[dict[str, Any]]:
+        return [json.loads(text) for text in self.list_object_texts(namespace, kind)]
+
+    def list_object_texts(self, namespace: str, kind: str) -> list[str]:
+        """The documents as stored (JSON), oldest first: a caller that keeps what it parsed from each need not
+        parse an unchanged one again."""
         rows = self._conn.execute("SELECT doc FROM runtime_objects WHERE namespace=? AND kind=? ORDER BY created_at",
                                   (namespace, kind))
-        return [json.loads(row[0]) for row in rows]
+        return [row[0] for row in rows]
 
     def object_id_by_name(self, namespace: str, kind: str, name: str) -> str | None:
         row = self._conn.execute("SELECT id FROM runtime_objects WHERE namespace=? AND kind=? AND name=?",
