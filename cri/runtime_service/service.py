@@ -34,6 +34,7 @@ from cri.runtime_service import (
     version,
 )
 from cri.runtime_service.images import RuntimeImages
+from cri.runtime_service.list_containers import ContainerMessages
 from cri.snapshot_usage import SnapshotUsage
 from cri.streaming.server import StreamServer
 from runtime.cgroups import CgroupDriver
@@ -66,6 +67,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self.snapshot_usage = snapshot_usage  # containers' writable layers, as last measured
         self.pod_cidr = ""
         self.cpu_rates = CpuRates()  # the sample before, per container and pod, for usage_nano_cores
+        self.container_messages = ContainerMessages()  # built for listings, kept while a container is unchanged
 
     def Version(self, request: Any, context: Any) -> Any:
         return version.version(request)
