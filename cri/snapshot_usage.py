@@ -126,15 +126,17 @@ class SnapshotUsage:
             if previous is not None and previous.kind == info.kind == Kind.COMMITTED:
                 fresh[info.name] = previous
                 continue
+            # A snapshot stays in its folder while its key lives (a commit moves it under another key).
+            folder = previous.folder if previous is not None and previous.kind == info.kind else None
             with contextlib.suppress(NotFound):  # removed since the listing
-                fresh[info.name] = self._measure(info)
+                fresh[info.name] = self._measure(info, folder)
         with self._lock:
             self._measured = fresh
             self._passed_at = started
 
-    def _measure(self, info: Info) -> Measured:
-        usage, folder = self._sn.usage(info.name), self._sn.location(info.name)
-        return Measured(usage, folder, info.kind, time.time_ns())
+    def _measure(self, info: Info, folder: str | None = None) -> Measured:
+        usage = self._sn.usage(info.name)
+        return Measured(usage, folder or self._sn.location(info.name), info.kind, time.time_ns())
 
     def _run(self) -> None:
         while not self._closing:
