@@ -27,6 +27,7 @@ from runtime.cni import CNI, PodRef, PortMapping
 from runtime.events import Event, EventBus
 from runtime.handlers import Handlers
 from runtime.lifecycle import sandbox_lifecycle
+from runtime.parsed import ParsedRecords
 from runtime.podfiles import remove_pod_files, write_pod_files
 from runtime.records import KIND_SANDBOX, SandboxRecord, SandboxState, encode
 from runtime.undo import quietly
@@ -66,6 +67,7 @@ class PodManager:
         self._cni = cni
         self._locks = KeyedLocks()
         self._lifecycle = sandbox_lifecycle(db, namespace, self._on_moved)
+        self._parsed = ParsedRecords(SandboxRecord.from_doc)  # kubelet lists every pod each second
         # Set by the container side: stop and remove a pod's containers before the pod goes.
         self.stop_containers: Callable[[str], None] = lambda sandbox_id: None
         self.remove_containers: Callable[[str], None] = lambda sandbox_id: None
@@ -88,7 +90,8 @@ class PodManager:
 
     def all(self) -> list[SandboxRecord]:
         with self._db.read() as tx:
-            return [SandboxRecord.from_doc(d) for d in tx.list_objects(self._namespace, KIND_SANDBOX)]
+            texts = tx.list_object_texts(self._namespace, KIND_SANDBOX)
+        return self._parsed.all(texts)
 
     # Lifecycle.
     def run(self, config: api_pb2.PodSandboxConfig, runtime_handler: str) -> SandboxRecord:

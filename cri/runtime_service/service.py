@@ -35,6 +35,7 @@ from cri.runtime_service import (
 )
 from cri.runtime_service.images import RuntimeImages
 from cri.runtime_service.list_containers import ContainerMessages
+from cri.runtime_service.list_pod_sandbox import PodMessages
 from cri.snapshot_usage import SnapshotUsage
 from cri.streaming.server import StreamServer
 from runtime.cgroups import CgroupDriver
@@ -68,6 +69,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self.pod_cidr = ""
         self.cpu_rates = CpuRates()  # the sample before, per container and pod, for usage_nano_cores
         self.container_messages = ContainerMessages()  # built for listings, kept while a container is unchanged
+        self.pod_messages = PodMessages()  # likewise for pods
 
     def Version(self, request: Any, context: Any) -> Any:
         return version.version(request)
