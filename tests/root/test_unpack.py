@@ -221,10 +221,10 @@ def _tar(entries: list[tarfile.TarInfo]) -> bytes:
     return buf.getvalue()
 
 
-def make_image_from_tars(content: ContentStore, tars: list[bytes]) -> PulledImage:
+def make_image_from_tars(content: ContentStore, tars: list[bytes], blobs: list[bytes] | None = None) -> PulledImage:
+    """An image of ``tars``, stored as ``blobs`` (by default, each tar gzip-compressed)."""
     descs = []
-    for raw in tars:
-        blob = gzip.compress(raw)
+    for blob in blobs if blobs is not None else [gzip.compress(raw) for raw in tars]:
         descs.append(Descriptor(GZIP, store_blob(content, blob), len(blob)))
     config_doc = {"os": "linux", "architecture": "amd64",
                   "rootfs": {"type": "layers", "diff_ids": [str(sha256_of(raw)) for raw in tars]}}
@@ -336,14 +336,7 @@ def test_a_layer_the_applier_refuses_stops_its_inflater(setup: tuple[ContentStor
     hostile.size = 0
     # Many megabytes after the refused entry, so the inflater is still at work when the applier stops.
     raw = _tar([hostile]) + os.urandom(24 << 20)
-    blob = gzip.compress(raw, compresslevel=1)
-    config_doc = {"os": "linux", "rootfs": {"type": "layers", "diff_ids": [str(sha256_of(raw))]}}
-    config_bytes = json.dumps(config_doc).encode()
-    config = Descriptor("application/vnd.oci.image.config.v1+json", store_blob(content, config_bytes),
-                        len(config_bytes))
-    manifest = Descriptor("application/vnd.oci.image.manifest.v1+json", sha256_of(b"m"), 1)
-    image = PulledImage(Reference.parse("example.com/app:v1"), manifest, manifest, config,
-                        (Descriptor(GZIP, store_blob(content, blob), len(blob)),), ImageConfig.parse(config_bytes))
+    image = make_image_from_tars(content, [raw], [gzip.compress(raw, compresslevel=1)])
     with pytest.raises(InvalidArgument, match="escapes"):
         unpacker.unpack(image)
     assert _inflaters() == []
@@ -357,14 +350,7 @@ def test_corrupt_compressed_data_is_data_loss_and_leaves_nothing(
     raw = layer_tar({"a": os.urandom(1 << 20)})
     blob = bytearray(gzip.compress(raw))
     blob[len(blob) // 2] ^= 0xFF
-    config_doc = {"os": "linux", "rootfs": {"type": "layers", "diff_ids": [str(sha256_of(raw))]}}
-    config_bytes = json.dumps(config_doc).encode()
-    config = Descriptor("application/vnd.oci.image.config.v1+json", store_blob(content, config_bytes),
-                        len(config_bytes))
-    manifest = Descriptor("application/vnd.oci.image.manifest.v1+json", sha256_of(b"m"), 1)
-    image = PulledImage(Reference.parse("example.com/app:v1"), manifest, manifest, config,
-                        (Descriptor(GZIP, store_blob(content, bytes(blob)), len(blob)),),
-                        ImageConfig.parse(config_bytes))
+    image = make_image_from_tars(content, [raw], [bytes(blob)])
     with pytest.raises(DataLoss):
         unpacker.unpack(image)
     assert _inflaters() == []
