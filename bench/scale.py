@@ -48,6 +48,7 @@ from bench.container_start import push_images
 from bench.disk import can_drop_caches, flush
 from cri.api.runtime.v1 import api_pb2, api_pb2_grpc
 from tests.support.containerd import Containerd, start_containerd
+from tests.support.cri_env import processes
 from tests.support.daemon import Crishim, launch, python_executable
 from tests.support.mounts import mounts_under
 from tests.support.procs import spawn, stop_process
@@ -168,7 +169,7 @@ def _crishim_side(stack: ExitStack, workdir: Path, host: str, plan: Plan) -> Sid
         daemon.process = spawn(daemon.command(), daemon.log_path)
 
     def conmons() -> list[int]:
-        return _processes(lambda argv: argv[0].endswith("conmon") and str(daemon.state) in " ".join(argv))
+        return processes(lambda argv: argv[0].endswith("conmon") and str(daemon.state) in " ".join(argv))
 
     return Side("crishim", daemon.socket, daemon.stop, respawn, lambda: _pid(daemon),
                 conmons, daemon.state, daemon.root, plan.pods, plan.per_pod)
@@ -182,7 +183,7 @@ def _containerd_side(stack: ExitStack, workdir: Path, host: str, pause: str, pla
         oracle.process = spawn([binary("containerd"), "--config", workdir / "config.toml"], oracle.log_path)
 
     def shims() -> list[int]:
-        return _processes(lambda argv: "containerd-shim" in argv[0] and str(oracle.socket) in argv)
+        return processes(lambda argv: "containerd-shim" in argv[0] and str(oracle.socket) in argv)
 
     return Side("containerd", oracle.socket, lambda: stop_process(oracle.process), respawn,
                 lambda: _pid(oracle), shims, oracle.state, oracle.root, plan.containerd_pods, plan.per_pod)
@@ -342,18 +343,6 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _processes(match: Callable[[list[str]], bool]) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = [a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        if argv and match(argv):
-            pids.append(int(entry.name))
-    return pids
 
 
 # --- start-up ---------------------------------------------------------------------------------------------
@@ -479,7 +468,7 @@ def _ratios(mine: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
 
 def container_processes() -> list[int]:
     """The benchmark's container processes still alive on the host (its distinctive sleep)."""
-    return _processes(lambda argv: argv == SLEEP)
+    return processes(lambda argv: argv == SLEEP)
 
 
 if __name__ == "__main__":

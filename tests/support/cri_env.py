@@ -38,7 +38,7 @@ from tests.support.procs import CommandError, wait_until
 from tests.support.registry import Registry
 from tests.support.tools import binary, require_root
 
-__all__ = ["CriEnv", "cri", "cri_environment", "cri_factory", "process_alive"]
+__all__ = ["CriEnv", "cri", "cri_environment", "cri_factory", "process_alive", "processes"]
 
 NAMESPACE = "k8s.io"
 TASK_DIR = "io.containerd.runtime.v2.task"
@@ -191,7 +191,7 @@ class CriEnv:
         found += [f"CNI IP allocation {ip}" for ip in self.network.allocations()]
         found += [f"veth {v} on {self.network.bridge}" for v in self.network.veths()]
         found += [f"nat rule {r}" for r in self.network.nat_rules()]
-        found += [f"conmon process {pid}" for pid in _processes(lambda cmd: cmd[0].endswith("conmon")
+        found += [f"conmon process {pid}" for pid in processes(lambda cmd: cmd[0].endswith("conmon")
                                                                  and str(state) in " ".join(cmd))]
         found += [f"PID holder {pid}" for pid in self.pid_holders if process_alive(pid)]
         found += [f"cgroup {g}" for g in _cgroups(self.container_ids)]
@@ -203,7 +203,8 @@ def _entries(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
 
 
-def _processes(match: Callable[[list[str]], bool]) -> list[int]:
+def processes(match: Callable[[list[str]], bool]) -> list[int]:
+    """The pids of processes whose command line ``match`` accepts."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -236,7 +237,7 @@ def _cgroups(container_ids: set[str]) -> list[Path]:
 def _kill_strays(env: CriEnv) -> None:
     """After a failed cleanup: the processes a broken daemon may have left, so the host stays usable."""
     state = str(env.daemon.state)
-    for pid in _processes(lambda cmd: cmd[0].endswith("conmon") and state in " ".join(cmd)):
+    for pid in processes(lambda cmd: cmd[0].endswith("conmon") and state in " ".join(cmd)):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     runc_root = env.daemon.state / "runc"
