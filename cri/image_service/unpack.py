@@ -62,6 +62,8 @@ EXTRACT_PREFIX = "extract-"
 CHILD_APPLY_BYTES = 16 << 20
 # Below this a layer is inflated on its applier's thread: a thread of its own costs more than it saves.
 INFLATER_THREAD_BYTES = 1 << 20
+# Reads from the download and the decompressor: large against tarfile's 10 KiB, small times a few layers.
+_READ = 256 << 10
 
 
 class Unpackable(Protocol):
@@ -310,36 +312,39 @@ class ImageUnpack:
         compression = mediatypes.layer_compression(layer.media_type) or mediatypes.Compression.NONE
         # A bottom layer has nothing below to hide: deletions are plain, as containerd applies it.
         whiteouts = sn.whiteouts if index else "delete"
-        if layer.size >= CHILD_APPLY_BYTES:
-            try:
-                result, digest = apply_in_child(cast(BinaryIO, io.BufferedReader(stream, 256 << 10)), compression,
-                                                target, whiteouts, lowers)
-            except BaseException:
-                stream.abandon()
-                raise
-        elif layer.size < INFLATER_THREAD_BYTES:
-            reader = HashingReader(decompressed(cast(BinaryIO, io.BufferedReader(stream, 256 << 10)), compression))
-            try:
-                result = apply_tar(cast(BinaryIO, io.BufferedReader(reader, 256 << 10)), target, whiteouts, lowers)
-                reader.drain()
-            except BaseException:
-                stream.abandon()
-                raise
-            digest = reader.digest
-        else:
-            inflater = Inflater(cast(BinaryIO, stream), compression, self.cancel, str(index)).start()
-            try:
-                result = apply_tar(inflater.reader(), target, whiteouts, lowers)
-                digest = inflater.finish()
-            except BaseException:
-                stream.abandon()
-                inflater.stop()
-                raise
+        try:
+            result, digest = _apply_stream(stream, layer.size, compression, target, whiteouts, lowers, self.cancel,
+                                           str(index))
+        except BaseException:
+            stream.abandon()
+            raise
         stream.finish()  # the compressed digest and size are verified before the layer may be committed
         if digest != str(diff_id):
             raise DataLoss(f"layer {index} ({layer.digest}): uncompressed digest {digest} does not match "
                            f"diff ID {diff_id} in the image config")
         return result
+
+
+def _apply_stream(stream: LayerStream, size: int, compression: str, target: Path, whiteouts: str,
+                  lowers: list[Path] | None, cancel: Cancellation, name: str) -> tuple[ApplyResult, str]:
+    """Apply the layer ``stream`` carries (compressed, ``size`` bytes) into ``target``; with its diff ID. Where,
+    by its size: in a child process, or here with the inflate on a thread of its own, or on this one."""
+    if size >= CHILD_APPLY_BYTES:
+        return apply_in_child(cast(BinaryIO, io.BufferedReader(stream, _READ)), compression, target, whiteouts,
+                              lowers)
+    if size >= INFLATER_THREAD_BYTES:
+        inflater = Inflater(cast(BinaryIO, stream), compression, cancel, name).start()
+        try:
+            result = apply_tar(inflater.reader(), target, whiteouts, lowers)
+        except BaseException:
+            stream.abandon()  # first: the inflater may be waiting for the download
+            inflater.stop()
+            raise
+        return result, inflater.finish()
+    reader = HashingReader(decompressed(cast(BinaryIO, io.BufferedReader(stream, _READ)), compression))
+    result = apply_tar(cast(BinaryIO, io.BufferedReader(reader, _READ)), target, whiteouts, lowers)
+    reader.drain()
+    return result, reader.digest
 
 
 def _feed_stored(content: ContentStore, layer: Descriptor, stream: LayerStream) -> None:
