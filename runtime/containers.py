@@ -212,8 +212,9 @@ class ContainerManager:
             for image_id in record.image_volumes:
                 undo.callback(quietly, self._image_volumes.release, image_id, container_id)
             made = {**idmapped, **self._mount_image_volumes(config, volumes)}
-            spec = oci_spec.container_spec(self._spec_inputs(record, sandbox, config, image, rootfs, handler, made))
-            self._cdi.inject(spec, [device.name for device in config.CDI_devices])
+            cdi = self._cdi.options([device.name for device in config.CDI_devices])
+            spec = oci_spec.container_spec(self._spec_inputs(record, sandbox, config, image, rootfs, handler, made),
+                                           cdi)
             (bundle / "config.json").write_text(json.dumps(spec))
             record = record.replace(user=process_user(spec), resources_b64=encode(cri_resources(spec)))
             if log_path is not None:

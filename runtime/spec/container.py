@@ -3,6 +3,7 @@ request, its pod and its image call for, in containerd's order."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import errdefs
@@ -21,10 +22,10 @@ from runtime.spec.security import security_options
 __all__ = ["container_options", "container_spec"]
 
 
-def container_spec(inputs: SpecInputs) -> dict[str, Any]:
-    """The OCI runtime spec (config.json) for the container; errdefs.InvalidArgument when the request cannot be
-    honoured."""
-    return o.build(container_options(inputs)).to_json()
+def container_spec(inputs: SpecInputs, edits: Iterable[SpecOpt] = ()) -> dict[str, Any]:
+    """The OCI runtime spec (config.json) for the container, with ``edits`` (its CDI devices') applied last, as
+    containerd applies them; errdefs.InvalidArgument when the request cannot be honoured."""
+    return o.build([*container_options(inputs), *edits]).to_json()
 
 
 def container_options(inputs: SpecInputs) -> list[SpecOpt]:

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CPU", "Device", "DeviceRule", "HugepageLimit", "IDMapping", "Linux", "Memory", "Mount", "Namespace",
-           "Process", "Resources", "Root", "Spec", "User"]
+__all__ = ["CPU", "Device", "DeviceRule", "Hook", "HugepageLimit", "IDMapping", "Linux", "Memory", "Mount",
+           "Namespace", "Process", "Resources", "Root", "Spec", "User"]
 
 OCI_VERSION = "1.0.2-dev"  # what runc 1.1 reports as its spec version
 
@@ -102,17 +102,22 @@ class IDMapping:
 
 @dataclass(frozen=True, slots=True)
 class Device:
+    """A device node runc makes in the container; mode and owner None: left to the runtime's defaults."""
+
     path: str
     type: str  # "b" or "c"
     major: int
     minor: int
-    file_mode: int
-    uid: int
-    gid: int
+    file_mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "type": self.type, "major": self.major, "minor": self.minor,
-                "fileMode": self.file_mode, "uid": self.uid, "gid": self.gid}
+        doc: dict[str, Any] = {"path": self.path, "type": self.type, "major": self.major, "minor": self.minor}
+        for key, value in (("fileMode", self.file_mode), ("uid", self.uid), ("gid", self.gid)):
+            if value is not None:
+                doc[key] = value
+        return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +198,7 @@ class Resources:
 @dataclass(slots=True)
 class Linux:
     resources: Resources = field(default_factory=Resources)
-    cgroups_path: str = ""
+    cgroups_path: str = ""  # empty: the runtime's default
     namespaces: list[Namespace] = field(default_factory=list)
     uid_mappings: list[IDMapping] = field(default_factory=list)
     gid_mappings: list[IDMapping] = field(default_factory=list)
@@ -205,8 +210,10 @@ class Linux:
     rootfs_propagation: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"resources": self.resources.to_json(), "cgroupsPath": self.cgroups_path,
-                               "namespaces": [ns.to_json() for ns in self.namespaces]}
+        doc: dict[str, Any] = {"resources": self.resources.to_json()}
+        if self.cgroups_path:
+            doc["cgroupsPath"] = self.cgroups_path
+        doc["namespaces"] = [ns.to_json() for ns in self.namespaces]
         if self.uid_mappings:
             doc["uidMappings"] = [m.to_json() for m in self.uid_mappings]
         if self.gid_mappings:
@@ -226,15 +233,39 @@ class Linux:
         return doc
 
 
+@dataclass(frozen=True, slots=True)
+class Hook:
+    path: str
+    args: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    timeout: int | None = None  # seconds
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"path": self.path}
+        if self.args:
+            doc["args"] = list(self.args)
+        if self.env:
+            doc["env"] = list(self.env)
+        if self.timeout is not None:
+            doc["timeout"] = self.timeout
+        return doc
+
+
 @dataclass(slots=True)
 class Spec:
     process: Process = field(default_factory=Process)
     root: Root = field(default_factory=Root)
     mounts: list[Mount] = field(default_factory=list)
+    # By the point of the container's life they run at (createRuntime, poststart...), in order.
+    hooks: dict[str, list[Hook]] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     linux: Linux = field(default_factory=Linux)
 
     def to_json(self) -> dict[str, Any]:
-        return {"ociVersion": OCI_VERSION, "process": self.process.to_json(), "root": self.root.to_json(),
-                "mounts": [m.to_json() for m in self.mounts], "annotations": dict(self.annotations),
-                "linux": self.linux.to_json()}
+        doc: dict[str, Any] = {"ociVersion": OCI_VERSION, "process": self.process.to_json(),
+                               "root": self.root.to_json(), "mounts": [m.to_json() for m in self.mounts]}
+        if self.hooks:
+            doc["hooks"] = {point: [hook.to_json() for hook in hooks] for point, hooks in self.hooks.items()}
+        doc["annotations"] = dict(self.annotations)
+        doc["linux"] = self.linux.to_json()
+        return doc

@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from runtime.spec.model import Device, IDMapping, Mount, Namespace, Resources, Spec, User
+from runtime.spec.model import Device, DeviceRule, Hook, IDMapping, Mount, Namespace, Resources, Spec, User
 
-__all__ = ["SpecOpt", "build", "with_annotations", "with_apparmor_profile", "with_capabilities",
-           "with_cgroups_path", "with_devices", "with_env", "with_id_mappings", "with_masked_paths", "with_mounts",
-           "with_namespaces", "with_no_new_privileges", "with_oom_score_adj", "with_process_args",
-           "with_process_cwd", "with_readonly_paths", "with_readonly_rootfs", "with_resources", "with_root_path",
-           "with_rootfs_propagation", "with_seccomp", "with_sysctls", "with_terminal", "with_user"]
+__all__ = ["SpecOpt", "build", "with_added_env", "with_annotations", "with_apparmor_profile", "with_capabilities",
+           "with_cgroups_path", "with_device_rules", "with_devices", "with_env", "with_hooks", "with_id_mappings",
+           "with_masked_paths", "with_mounts", "with_namespaces", "with_no_new_privileges", "with_oom_score_adj",
+           "with_process_args", "with_process_cwd", "with_readonly_paths", "with_readonly_rootfs",
+           "with_resources", "with_root_path", "with_rootfs_propagation", "with_seccomp", "with_sysctls",
+           "with_terminal", "with_user"]
 
 SpecOpt = Callable[[Spec], None]
 
@@ -52,6 +53,13 @@ def with_process_cwd(cwd: str) -> SpecOpt:
 def with_env(env: list[str]) -> SpecOpt:
     def option(spec: Spec) -> None:
         spec.process.env = list(env)
+    return option
+
+
+def with_added_env(env: Iterable[str]) -> SpecOpt:
+    """Add variables after those there (a later one of the same name wins in the container)."""
+    def option(spec: Spec) -> None:
+        spec.process.env += list(env)
     return option
 
 
@@ -126,6 +134,14 @@ def with_devices(devices: Iterable[Device]) -> SpecOpt:
     return option
 
 
+def with_device_rules(rules: Iterable[DeviceRule]) -> SpecOpt:
+    """Add rules to the device cgroup's list, after those there (the last that matches decides)."""
+    def option(spec: Spec) -> None:
+        resources = spec.linux.resources
+        resources.devices = [*(resources.devices or []), *rules]
+    return option
+
+
 def with_cgroups_path(path: str) -> SpecOpt:
     def option(spec: Spec) -> None:
         spec.linux.cgroups_path = path
@@ -153,6 +169,13 @@ def with_sysctls(sysctls: Mapping[str, str]) -> SpecOpt:
 def with_seccomp(profile: Mapping[str, Any]) -> SpecOpt:
     def option(spec: Spec) -> None:
         spec.linux.seccomp = profile
+    return option
+
+
+def with_hooks(point: str, hooks: Iterable[Hook]) -> SpecOpt:
+    """Add hooks to run at ``point`` of the container's life (createRuntime, poststart...), after those there."""
+    def option(spec: Spec) -> None:
+        spec.hooks.setdefault(point, []).extend(hooks)
     return option
 
 
