@@ -31,6 +31,9 @@ from errdefs import CrishimError, FailedPrecondition, NotFound
 from runtime import namespaces
 from runtime.features import DEFAULT_HANDLER, HandlerFeatures
 from runtime.runc import Runc, child_env, error_text
+from runtime.spec import options as o
+from runtime.spec.model import IDMapping, Namespace, Resources, Spec
+from runtime.spec.model import Mount as SpecMount
 from runtime.userns import probe_idmap
 from snapshotters.mount import mount_all, unmount
 from snapshotters.snapshotter import Mount
@@ -209,23 +212,22 @@ def _write_probe_bundle(bundle: Path, recursive_read_only: bool, userns: Path | 
     program = rootfs / "probe"
     program.write_bytes(b"")
     program.chmod(0o755)  # looked up at create, never run
-    mounts = [{"destination": "/proc", "type": "proc", "source": "proc", "options": []},
-              {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]}]
+    (bundle / "config.json").write_text(json.dumps(_probe_spec(recursive_read_only, userns).to_json()))
+
+
+def _probe_spec(recursive_read_only: bool, userns: Path | None) -> Spec:
+    mounts = [SpecMount("/proc", "proc", "proc"), SpecMount("/dev", "tmpfs", "tmpfs", ("nosuid", "mode=755"))]
     if recursive_read_only:
-        mounts.append({"destination": "/rro", "type": "bind", "source": "/dev",
-                       "options": ["rbind", "rprivate", "rro"]})
-    spec = {
-        "ociVersion": "1.0.2-dev",
-        "process": {"args": ["/probe"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": []},
-        "root": {"path": "rootfs", "readonly": True},
-        "mounts": mounts,
-        "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}]},
-    }
+        mounts.append(SpecMount("/rro", "bind", "/dev", ("rbind", "rprivate", "rro")))
+    spaces = [Namespace("mount"), Namespace("pid")]
+    # No cgroup settings: the runtime's defaults, which any host it runs on accepts.
+    options = [o.with_process_args(["/probe"]), o.with_readonly_rootfs, o.with_mounts(mounts),
+               o.with_resources(Resources(devices=None))]
     if userns is not None:
-        mapping = [{"containerID": 0, "hostID": _PROBE_HOST_ID, "size": _PROBE_SIZE}]
-        spec["linux"] = {"namespaces": [{"type": "user", "path": str(userns)}, {"type": "mount"}, {"type": "pid"}],
-                         "uidMappings": mapping, "gidMappings": mapping}
-    (bundle / "config.json").write_text(json.dumps(spec))
+        mapping = IDMapping(0, _PROBE_HOST_ID, _PROBE_SIZE)
+        spaces.insert(0, Namespace("user", str(userns)))
+        options.append(o.with_id_mappings(mapping, mapping))
+    return o.build([*options, o.with_namespaces(spaces)])
 
 
 def _create(runc: Runc, container_id: str, bundle: Path, log_file: Path) -> str:
