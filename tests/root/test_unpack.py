@@ -110,6 +110,16 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path,
     sn.close()
 
 
+Overlay = tuple[ContentStore, OverlaySnapshotter]
+
+
+@pytest.fixture
+def overlay(tmp_path: Path) -> Iterator[Overlay]:
+    sn = OverlaySnapshotter(tmp_path / "overlayfs").open()
+    yield ContentStore(tmp_path / "content").open(), sn
+    sn.close()
+
+
 def keys(sn: Snapshotter) -> dict[str, tuple[str, Kind]]:
     found: dict[str, tuple[str, Kind]] = {}
     sn.walk(lambda info: found.__setitem__(info.name, (info.parent, info.kind)))
@@ -236,8 +246,9 @@ def make_image_from_tars(content: ContentStore, tars: list[bytes], blobs: list[b
                        ImageConfig.parse(config_bytes))
 
 
-def test_a_clean_stop_leaves_no_journal_and_a_crash_redoes_exactly_the_journalled_layers(tmp_path: Path) -> None:
-    content, sn = ContentStore(tmp_path / "content").open(), OverlaySnapshotter(tmp_path / "overlayfs").open()
+def test_a_clean_stop_leaves_no_journal_and_a_crash_redoes_exactly_the_journalled_layers(overlay: Overlay,
+                                                                                         tmp_path: Path) -> None:
+    content, sn = overlay
     journal = UnpackJournal(tmp_path / "journal")
     image = make_image(content, [(GZIP, {"a": b"bottom"}), (GZIP, {"b": b"top"})])
     first = Unpacker(content, sn, "overlayfs", journal)
@@ -251,6 +262,7 @@ def test_a_clean_stop_leaves_no_journal_and_a_crash_redoes_exactly_the_journalle
     (bottom_folder / "a").write_bytes(b"changed")  # not journalled, so not touched
     restarted = Unpacker(content, sn, "overlayfs", journal)
     restarted.recover()
+    restarted.close()
     assert set(keys(sn)) == {str(image.image_config.diff_ids[0]), top}
     assert (_own_folder(sn, top) / "b").read_bytes() == b"top"
     assert (bottom_folder / "a").read_bytes() == b"changed"
@@ -269,8 +281,8 @@ class _CountingJournal(UnpackJournal):
         return super().record(entry)
 
 
-def test_a_pull_journals_its_layers_once_before_its_first_commit(tmp_path: Path) -> None:
-    content, sn = ContentStore(tmp_path / "content").open(), OverlaySnapshotter(tmp_path / "overlayfs").open()
+def test_a_pull_journals_its_layers_once_before_its_first_commit(overlay: Overlay, tmp_path: Path) -> None:
+    content, sn = overlay
     journal = _CountingJournal(tmp_path / "journal")
     unpacker = Unpacker(content, sn, "overlayfs", journal)
     first = make_image(content, [(GZIP, {"a": b"1"})])
@@ -283,8 +295,8 @@ def test_a_pull_journals_its_layers_once_before_its_first_commit(tmp_path: Path)
     assert journal.names() == []
 
 
-def test_a_sync_keeps_the_entry_of_a_pull_still_committing(tmp_path: Path) -> None:
-    content, sn = ContentStore(tmp_path / "content").open(), OverlaySnapshotter(tmp_path / "overlayfs").open()
+def test_a_sync_keeps_the_entry_of_a_pull_still_committing(overlay: Overlay, tmp_path: Path) -> None:
+    content, sn = overlay
     journal = UnpackJournal(tmp_path / "journal")
     unpacker = Unpacker(content, sn, "overlayfs", journal)
     image = make_image(content, [(GZIP, {"a": b"1"})])
@@ -297,8 +309,8 @@ def test_a_sync_keeps_the_entry_of_a_pull_still_committing(tmp_path: Path) -> No
     unpacker.close()
 
 
-def test_a_crash_redoes_every_layer_of_a_pull_not_synced(tmp_path: Path) -> None:
-    content, sn = ContentStore(tmp_path / "content").open(), OverlaySnapshotter(tmp_path / "overlayfs").open()
+def test_a_crash_redoes_every_layer_of_a_pull_not_synced(overlay: Overlay, tmp_path: Path) -> None:
+    content, sn = overlay
     journal = UnpackJournal(tmp_path / "journal")
     image = make_image(content, [(GZIP, {"a": b"bottom"}), (GZIP, {"b": b"top"})])
     first = Unpacker(content, sn, "overlayfs", journal)
@@ -310,6 +322,7 @@ def test_a_crash_redoes_every_layer_of_a_pull_not_synced(tmp_path: Path) -> None
     (_own_folder(sn, top) / "b").unlink()
     restarted = Unpacker(content, sn, "overlayfs", journal)
     restarted.recover()
+    restarted.close()
     assert set(keys(sn)) == {bottom, top}
     assert (_own_folder(sn, bottom) / "a").read_bytes() == b"bottom"
     assert (_own_folder(sn, top) / "b").read_bytes() == b"top"

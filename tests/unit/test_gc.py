@@ -3,6 +3,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -140,9 +141,9 @@ def test_kill_9_after_the_first_blob_unlink_leaves_no_record_without_its_file(tm
     child = subprocess.run([sys.executable, "-c", _KILLED_IN_GC, str(tmp_path)],
                            cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=60)
     assert child.returncode == -signal.SIGKILL, child.stderr
-    db = MetadataDB(tmp_path / "meta.db").open()
-    missing = [r.digest for r in db.list_content(NS) if not content.exists(r.digest)]
-    assert missing == [], "content records whose blob is gone"
-    collect(db, content)  # the next collection finishes the job
-    assert {r.digest for r in db.list_content(NS)} == {d.digest for d in content.walk()}
-    assert len(db.list_content(NS)) == 2
+    with closing(MetadataDB(tmp_path / "meta.db").open()) as db:
+        missing = [r.digest for r in db.list_content(NS) if not content.exists(r.digest)]
+        assert missing == [], "content records whose blob is gone"
+        collect(db, content)  # the next collection finishes the job
+        assert {r.digest for r in db.list_content(NS)} == {d.digest for d in content.walk()}
+        assert len(db.list_content(NS)) == 2

@@ -1,4 +1,5 @@
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,8 @@ def test_schema_is_versioned_and_reopens(tmp_path: Path) -> None:
     version = db.schema_version
     assert version >= 1
     db.close()
-    assert MetadataDB(tmp_path / "meta.db").open().schema_version == version
+    with closing(MetadataDB(tmp_path / "meta.db").open()) as again:
+        assert again.schema_version == version
 
 
 def test_image_update_keeps_created_at(db: MetadataDB) -> None:

@@ -6,7 +6,10 @@ import shutil
 import signal
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
+
+import pytest
 
 from snapshotters.gc import prune
 from snapshotters.native import NativeSnapshotter
@@ -52,17 +55,19 @@ def test_kill_9_in_remove_leaves_records_and_folders_in_agreement(tmp_path: Path
     child = subprocess.run([sys.executable, "-c", _KILLED_IN_REMOVE, str(tmp_path)], cwd=REPO,
                            capture_output=True, text=True, timeout=60)
     assert child.returncode == -signal.SIGKILL, child.stderr
-    sn = NativeSnapshotter(tmp_path).open()  # a restart: cleanup() runs
-    _records_and_folders_agree(sn)
-    prune(sn, set())
-    names: list[str] = []
-    sn.walk(lambda info: names.append(info.name))
-    assert names == []
-    _records_and_folders_agree(sn)
+    with closing(NativeSnapshotter(tmp_path).open()) as sn:  # a restart: cleanup() runs
+        _records_and_folders_agree(sn)
+        prune(sn, set())
+        names: list[str] = []
+        sn.walk(lambda info: names.append(info.name))
+        assert names == []
+        _records_and_folders_agree(sn)
 
 
-def test_removing_a_snapshot_whose_folder_is_gone_succeeds_and_prune_goes_on(tmp_path: Path) -> None:
+def test_removing_a_snapshot_whose_folder_is_gone_succeeds_and_prune_goes_on(tmp_path: Path,
+                                                                            request: pytest.FixtureRequest) -> None:
     sn = _two_layers(tmp_path)
+    request.addfinalizer(sn.close)
     with sn._store.transaction() as tx:
         top = tx.get("layer-2").id
     shutil.rmtree(sn.snapshots_dir / str(top))
