@@ -1,8 +1,6 @@
 """ListPodSandbox, StreamPodSandboxes: pods filtered by id (or id prefix), state and labels.
 
-kubelet lists every pod each second (its pod lifecycle relist): each pod's message is built once and kept
-while its record stays the same object (the record parsed from an unchanged document is handed out again,
-``runtime.parsed``).
+A pod's message is built once while its record stays the same (``message_memo``).
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ def stream_pod_sandboxes(svc: RuntimeService, request: api_pb2.StreamPodSandboxe
 
 
 def pod_sandboxes(svc: RuntimeService, wanted: api_pb2.PodSandboxFilter) -> Iterator[api_pb2.PodSandbox]:
-    for pod in svc.pod_messages.build(svc.pods.all()):
+    for pod in svc.pod_messages.build(svc.pods.all(), lambda _: None):
         if wanted.id and not pod.id.startswith(wanted.id):
             continue
         if wanted.HasField("state") and pod.state != wanted.state.state:
@@ -39,25 +37,7 @@ def pod_sandboxes(svc: RuntimeService, wanted: api_pb2.PodSandboxFilter) -> Iter
             yield pod
 
 
-class PodMessages:
-    """The CRI PodSandbox of each record, as last built. Messages handed out are shared: callers copy them
-    into their answers (as a repeated field does) and never change them."""
-
-    def __init__(self) -> None:
-        self._built: dict[str, tuple[SandboxRecord, api_pb2.PodSandbox]] = {}
-
-    def build(self, records: list[SandboxRecord]) -> list[api_pb2.PodSandbox]:
-        """The messages of ``records``, every pod: those of pods no longer listed are dropped."""
-        known = self._built
-        kept: dict[str, tuple[SandboxRecord, api_pb2.PodSandbox]] = {}
-        for record in records:
-            entry = known.get(record.id)
-            kept[record.id] = entry if entry is not None and entry[0] is record else (record, _message(record))
-        self._built = kept  # one assignment: a listing running beside this one keeps what it started with
-        return [message for _, message in kept.values()]
-
-
-def _message(record: SandboxRecord) -> api_pb2.PodSandbox:
+def pod_message(record: SandboxRecord, _: None) -> api_pb2.PodSandbox:
     status = to_status(record)
     return api_pb2.PodSandbox(
         id=status.id, metadata=status.metadata, state=status.state, created_at=status.created_at,

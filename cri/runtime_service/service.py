@@ -34,8 +34,9 @@ from cri.runtime_service import (
     version,
 )
 from cri.runtime_service.images import RuntimeImages
-from cri.runtime_service.list_containers import ContainerMessages
-from cri.runtime_service.list_pod_sandbox import PodMessages
+from cri.runtime_service.list_containers import container_message
+from cri.runtime_service.list_pod_sandbox import pod_message
+from cri.runtime_service.message_memo import MessageMemo
 from cri.snapshot_usage import SnapshotUsage
 from cri.streaming.server import StreamServer
 from runtime.cgroups import CgroupDriver
@@ -68,8 +69,9 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self.snapshot_usage = snapshot_usage  # containers' writable layers, as last measured
         self.pod_cidr = ""
         self.cpu_rates = CpuRates()  # the sample before, per container and pod, for usage_nano_cores
-        self.container_messages = ContainerMessages()  # built for listings, kept while a container is unchanged
-        self.pod_messages = PodMessages()  # likewise for pods
+        # Built for listings, kept while a container or pod is unchanged.
+        self.container_messages = MessageMemo(container_message)
+        self.pod_messages = MessageMemo(pod_message)
 
     def Version(self, request: Any, context: Any) -> Any:
         return version.version(request)
