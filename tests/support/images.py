@@ -83,8 +83,13 @@ def build_and_push(workdir: Path, registry: Registry, auth_registry: Registry) -
     layouts = {"zstd": zstd_layout(base, "base", workdir)}
     jobs = [(layouts.get(tag, base), tag, registry, repo, extra) for tag, repo, extra in PLAN.values()]
     jobs.append((base, "base", auth_registry, AUTH_REPOSITORY, ("--preserve-digests",)))
+    # The converted image goes first, alone: skopeo may otherwise reuse a blob another push has just put on
+    # the registry with the same content (the uncompressed variant's layer) in place of a gzip'd one.
+    converting = [job for job in jobs if "--preserve-digests" not in job[4]]
+    for job in converting:
+        _push(*job)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(lambda job: _push(*job), jobs))
+        list(pool.map(lambda job: _push(*job), [job for job in jobs if job not in converting]))
     images = {name: describe(name, registry, repo) for name, (_, repo, _) in PLAN.items()}
     images[AUTH] = describe(AUTH, auth_registry, AUTH_REPOSITORY)
     return images
