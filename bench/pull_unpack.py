@@ -14,7 +14,10 @@ is dropped, so neither side pays for the other's writeback or reads the other's 
 
 Both roots live on the same disk (``/var/tmp``), or on one tmpfs with ``--tmpfs``, which takes the disk
 out and shows the CPU side. The report gives medians, the spread, the ratio crishim / containerd (lower is
-better for crishim) and each daemon's peak resident memory while pulling each image. ``--hold SECONDS``
+better for crishim), each daemon's peak resident memory while pulling each image, and the CPU time per
+pull of each daemon (with its reaped children, the layer-applying workers) and of the registry serving
+it: on a machine with few cores, daemon, registry and kernel share them, and a pull that keeps them all
+busy is bound by CPU, not by waits. ``--hold SECONDS``
 keeps both daemons up afterwards and prints crictl command lines, to time a pull by hand
 (``time crictl pull``) as an independent check of the numbers.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shlex
 import statistics
 import subprocess
@@ -48,6 +52,7 @@ class Side:
     name: str
     crictl: Crictl
     pid: int
+    registry_pid: int
     empty: Callable[[], bool]  # no image content and no snapshot left
 
     def remove_all(self) -> None:
@@ -93,10 +98,10 @@ def run_all(work: Path, roots: Path, args: argparse.Namespace) -> dict[str, obje
         crishim = Crishim(roots / "crishim", CrishimOptions([registry.host], extra_args=["--log-level", "info"]))
         crishim.start()
         containerd = start_containerd(roots / "containerd", [registry.host], log_level="info")
-        sides = [_crishim_side(crishim), _containerd_side(containerd)]
+        sides = [_crishim_side(crishim, registry), _containerd_side(containerd, registry)]
         drop = not args.keep_caches and can_drop_caches()
         results: dict[str, object] = {"roots": "tmpfs" if args.tmpfs else "disk (/var/tmp)",
-                                      "page_cache_dropped": drop}
+                                      "page_cache_dropped": drop, "cores": os.cpu_count()}
         for name, ref in images.items():
             results[name] = compare([ref], args.runs, sides, drop)
         results["ten images at once"] = compare(
@@ -126,13 +131,15 @@ def _push_images(work: Path, registry: Registry) -> dict[str, str]:
     return images
 
 
-def _crishim_side(daemon: Crishim) -> Side:
+def _crishim_side(daemon: Crishim, registry: Registry) -> Side:
     assert daemon.process is not None
-    return Side("crishim", daemon.crictl_client, daemon.process.pid, lambda: _empty(daemon.root, daemon.blobs()))
+    return Side("crishim", daemon.crictl_client, daemon.process.pid, registry.process.pid,
+                lambda: _empty(daemon.root, daemon.blobs()))
 
 
-def _containerd_side(daemon: Containerd) -> Side:
-    return Side("containerd", daemon.crictl_client, daemon.process.pid, lambda: _empty(daemon.root, daemon.blobs()))
+def _containerd_side(daemon: Containerd, registry: Registry) -> Side:
+    return Side("containerd", daemon.crictl_client, daemon.process.pid, registry.process.pid,
+                lambda: _empty(daemon.root, daemon.blobs()))
 
 
 def _empty(root: Path, blobs: set[str]) -> bool:
@@ -142,6 +149,8 @@ def _empty(root: Path, blobs: set[str]) -> bool:
 
 def compare(refs: list[str], runs: int, sides: list[Side], drop: bool, clients: int = 1) -> dict[str, object]:
     samples: dict[str, list[float]] = {side.name: [] for side in sides}
+    cpu: dict[str, list[float]] = {side.name: [] for side in sides}
+    registry_cpu: dict[str, list[float]] = {side.name: [] for side in sides}
     for side in sides:
         _reset_peak_rss(side.pid)
     for run in range(runs):
@@ -150,14 +159,19 @@ def compare(refs: list[str], runs: int, sides: list[Side], drop: bool, clients: 
             for each in sides:
                 each.remove_all()
             flush(drop)
+            daemon_cpu, served = _cpu_seconds(side.pid), _cpu_seconds(side.registry_pid)
             start = time.perf_counter()
             _pull_at_once(side.crictl, refs * clients)
             samples[side.name].append(time.perf_counter() - start)
+            cpu[side.name].append(_cpu_seconds(side.pid) - daemon_cpu)
+            registry_cpu[side.name].append(_cpu_seconds(side.registry_pid) - served)
     mine, theirs = (statistics.median(samples[s.name]) for s in sides)
     return {
         "crishim_s": round(mine, 3), "containerd_s": round(theirs, 3), "ratio": round(mine / theirs, 2),
         "spread_s": {name: [round(min(v), 3), round(max(v), 3)] for name, v in samples.items()},
         "peak_rss_mib": {side.name: _peak_rss(side.pid) for side in sides},
+        "cpu_s": {name: round(statistics.median(v), 2) for name, v in cpu.items()},
+        "registry_cpu_s": {name: round(statistics.median(v), 2) for name, v in registry_cpu.items()},
     }
 
 
@@ -171,6 +185,12 @@ def _pull_at_once(crictl: Crictl, refs: list[str]) -> None:
     failed = [err for pull, err in zip(pulls, errors, strict=True) if pull.returncode]
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(refs)} pulls failed: {failed[0]}")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system time of a process and of its children it has waited for."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def _reset_peak_rss(pid: int) -> None:
