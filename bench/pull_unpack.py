@@ -17,9 +17,8 @@ out and shows the CPU side. The report gives medians, the spread, the ratio cris
 better for crishim), each daemon's peak resident memory while pulling each image, and the CPU time per
 pull of each daemon (with its reaped children, the layer-applying workers) and of the registry serving
 it: on a machine with few cores, daemon, registry and kernel share them, and a pull that keeps them all
-busy is bound by CPU, not by waits. ``--hold SECONDS``
-keeps both daemons up afterwards and prints crictl command lines, to time a pull by hand
-(``time crictl pull``) as an independent check of the numbers.
+busy is bound by CPU, not by waits. ``--hold SECONDS`` keeps both daemons up afterwards and prints crictl
+command lines, to time a pull by hand (``time crictl pull``) as an independent check of the numbers.
 """
 
 from __future__ import annotations
@@ -39,6 +38,7 @@ from pathlib import Path
 
 from bench.disk import can_drop_caches, flush
 from bench.images import push_layered_image, push_seed_image
+from bench.proc_stat import cpu_seconds
 from tests.support.containerd import Containerd, start_containerd
 from tests.support.crictl import Crictl
 from tests.support.daemon import Crishim, CrishimOptions
@@ -52,7 +52,6 @@ class Side:
     name: str
     crictl: Crictl
     pid: int
-    registry_pid: int
     empty: Callable[[], bool]  # no image content and no snapshot left
 
     def remove_all(self) -> None:
@@ -98,17 +97,18 @@ def run_all(work: Path, roots: Path, args: argparse.Namespace) -> dict[str, obje
         crishim = Crishim(roots / "crishim", CrishimOptions([registry.host], extra_args=["--log-level", "info"]))
         crishim.start()
         containerd = start_containerd(roots / "containerd", [registry.host], log_level="info")
-        sides = [_crishim_side(crishim, registry), _containerd_side(containerd, registry)]
+        sides = [_crishim_side(crishim), _containerd_side(containerd)]
         drop = not args.keep_caches and can_drop_caches()
         results: dict[str, object] = {"roots": "tmpfs" if args.tmpfs else "disk (/var/tmp)",
                                       "page_cache_dropped": drop, "cores": os.cpu_count()}
         for name, ref in images.items():
-            results[name] = compare([ref], args.runs, sides, drop)
+            results[name] = compare([ref], args.runs, sides, drop, registry.process.pid)
         results["ten images at once"] = compare(
             [push_layered_image(work, registry, 5, files=1, name=f"different-{i}") for i in range(10)],
-            args.runs, sides, drop)
+            args.runs, sides, drop, registry.process.pid)
         shared = "debian+nginx (seed)" if "debian+nginx (seed)" in images else "busybox"
-        results[f"{shared} by 20 clients at once"] = compare([images[shared]], args.runs, sides, drop, clients=20)
+        results[f"{shared} by 20 clients at once"] = compare([images[shared]], args.runs, sides, drop,
+                                                                 registry.process.pid, clients=20)
         if args.hold:
             _hold(sides, images, args.hold)
         return results
@@ -131,15 +131,13 @@ def _push_images(work: Path, registry: Registry) -> dict[str, str]:
     return images
 
 
-def _crishim_side(daemon: Crishim, registry: Registry) -> Side:
+def _crishim_side(daemon: Crishim) -> Side:
     assert daemon.process is not None
-    return Side("crishim", daemon.crictl_client, daemon.process.pid, registry.process.pid,
-                lambda: _empty(daemon.root, daemon.blobs()))
+    return Side("crishim", daemon.crictl_client, daemon.process.pid, lambda: _empty(daemon.root, daemon.blobs()))
 
 
-def _containerd_side(daemon: Containerd, registry: Registry) -> Side:
-    return Side("containerd", daemon.crictl_client, daemon.process.pid, registry.process.pid,
-                lambda: _empty(daemon.root, daemon.blobs()))
+def _containerd_side(daemon: Containerd) -> Side:
+    return Side("containerd", daemon.crictl_client, daemon.process.pid, lambda: _empty(daemon.root, daemon.blobs()))
 
 
 def _empty(root: Path, blobs: set[str]) -> bool:
@@ -147,7 +145,8 @@ def _empty(root: Path, blobs: set[str]) -> bool:
     return not blobs and not (folder.exists() and any(folder.iterdir()))
 
 
-def compare(refs: list[str], runs: int, sides: list[Side], drop: bool, clients: int = 1) -> dict[str, object]:
+def compare(refs: list[str], runs: int, sides: list[Side], drop: bool, registry_pid: int,
+            clients: int = 1) -> dict[str, object]:
     samples: dict[str, list[float]] = {side.name: [] for side in sides}
     cpu: dict[str, list[float]] = {side.name: [] for side in sides}
     registry_cpu: dict[str, list[float]] = {side.name: [] for side in sides}
@@ -159,12 +158,12 @@ def compare(refs: list[str], runs: int, sides: list[Side], drop: bool, clients: 
             for each in sides:
                 each.remove_all()
             flush(drop)
-            daemon_cpu, served = _cpu_seconds(side.pid), _cpu_seconds(side.registry_pid)
+            daemon_cpu, served = cpu_seconds(side.pid, children=True), cpu_seconds(registry_pid)
             start = time.perf_counter()
             _pull_at_once(side.crictl, refs * clients)
             samples[side.name].append(time.perf_counter() - start)
-            cpu[side.name].append(_cpu_seconds(side.pid) - daemon_cpu)
-            registry_cpu[side.name].append(_cpu_seconds(side.registry_pid) - served)
+            cpu[side.name].append(cpu_seconds(side.pid, children=True) - daemon_cpu)
+            registry_cpu[side.name].append(cpu_seconds(registry_pid) - served)
     mine, theirs = (statistics.median(samples[s.name]) for s in sides)
     return {
         "crishim_s": round(mine, 3), "containerd_s": round(theirs, 3), "ratio": round(mine / theirs, 2),
@@ -185,12 +184,6 @@ def _pull_at_once(crictl: Crictl, refs: list[str]) -> None:
     failed = [err for pull, err in zip(pulls, errors, strict=True) if pull.returncode]
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(refs)} pulls failed: {failed[0]}")
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User and system time of a process and of its children it has waited for."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def _reset_peak_rss(pid: int) -> None:

@@ -46,6 +46,7 @@ import grpc
 
 from bench.container_start import push_images
 from bench.disk import can_drop_caches, flush
+from bench.proc_stat import cpu_seconds
 from cri.api.runtime.v1 import api_pb2, api_pb2_grpc
 from tests.support.containerd import Containerd, start_containerd
 from tests.support.cri_env import processes
@@ -313,9 +314,9 @@ def _process(side: Side, idle_seconds: float) -> dict[str, Any]:
                               "supervisors": len(supervisors),
                               "supervisors_rss_kib": sum(_rss_kib(p) for p in supervisors)}
     if idle_seconds:
-        before = _cpu_seconds(pid)
+        before = cpu_seconds(pid)
         time.sleep(idle_seconds)
-        report["idle_cpu_percent"] = round((_cpu_seconds(pid) - before) / idle_seconds * 100, 2)
+        report["idle_cpu_percent"] = round((cpu_seconds(pid) - before) / idle_seconds * 100, 2)
     return report
 
 
@@ -329,11 +330,6 @@ def _rss_kib(pid: int) -> int:
         return int(_status(pid)["VmRSS"].split()[0])
     except (FileNotFoundError, KeyError):  # gone, or a zombie
         return 0
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _alive(pid: int) -> bool:

@@ -50,6 +50,7 @@ from pathlib import Path
 import grpc
 
 from bench.container_start import push_images
+from bench.proc_stat import cpu_seconds
 from bench.spdy_exec import exec_url
 from cri.api.runtime.v1 import api_pb2, api_pb2_grpc
 from tests.support.cni_network import PLUGIN_DIR, Network, temporary_network
@@ -243,7 +244,7 @@ def download(side: Side) -> float:
     """
     buffer = bytearray(1 << 20)
     view = memoryview(buffer)
-    cpu = cpu_ms(side.daemon_pid)
+    cpu = cpu_seconds(side.daemon_pid) * 1000
     start = time.perf_counter()
     with socket.create_connection(("127.0.0.1", side.forward_port), timeout=60) as conn:
         conn.sendall(b"GET /big HTTP/1.0\r\nHost: bench\r\n\r\n")
@@ -259,7 +260,7 @@ def download(side: Side) -> float:
         while conn.recv_into(view):
             pass
         side.eof_ms.append((time.perf_counter() - done) * 1000)
-    side.cpu_ms_per_mib.append((cpu_ms(side.daemon_pid) - cpu) / (received / (1 << 20)))
+    side.cpu_ms_per_mib.append((cpu_seconds(side.daemon_pid) * 1000 - cpu) / (received / (1 << 20)))
     if received != length:
         raise RuntimeError(f"{side.name}: the download through the port-forward got {received} of {length} bytes")
     return received / (done - start) / (1 << 20)
@@ -353,12 +354,6 @@ def helpers(side: Side) -> list[int]:
 def container_pid_namespace(side: Side) -> str:
     pid = int(side.crictl.json("inspect", side.idle)["info"]["pid"])
     return os.readlink(f"/proc/{pid}/ns/pid")
-
-
-def cpu_ms(pid: int) -> float:
-    """User plus system CPU time of the process (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pids: list[int]) -> int:
